@@ -1,0 +1,188 @@
+//! Layered settings for every service, lowest precedence first:
+//!
+//! 1. `config/base.yaml`
+//! 2. `config/<environment>.yaml` (environment from `--environment` or `APP_ENVIRONMENT`, default
+//!    `local`; the file is optional)
+//! 3. environment variables with the `APP_` prefix and `__` for nesting
+//!    (`APP_DATABASE__MAX_CONNECTIONS=20` sets `database.max_connections`)
+//! 4. command-line flags, which each service declares with clap and hands over as overrides
+//!
+//! The result is deserialised into the service's own typed `Settings`. Secret values are typed as
+//! [`Secret`], which never prints its content in `Debug` output or logs.
+
+use anyhow::Context;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub use secrecy::{ExposeSecret, SecretString as Secret};
+
+/// Prefix of the environment variables read as settings.
+pub const ENV_PREFIX: &str = "APP";
+
+// ANCHOR: config_args
+/// The flags every service shares: where its config files are and which environment it runs in.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// Folder holding base.yaml and <environment>.yaml [default: ./config, else the crate's config/]
+    #[arg(long, env = "APP_CONFIG_DIR")]
+    pub config_dir: Option<PathBuf>,
+    /// Environment whose <environment>.yaml is layered over base.yaml
+    #[arg(long, env = "APP_ENVIRONMENT", default_value = "local")]
+    pub environment: String,
+}
+// ANCHOR_END: config_args
+
+impl ConfigArgs {
+    /// The config folder: the flag, else `./config` when it exists, else `fallback` (a service passes
+    /// `concat!(env!("CARGO_MANIFEST_DIR"), "/config")` so `cargo run -p NAME` works from anywhere).
+    pub fn dir_or(&self, fallback: &str) -> PathBuf {
+        match &self.config_dir {
+            Some(dir) => dir.clone(),
+            None if Path::new("config/base.yaml").is_file() => PathBuf::from("config"),
+            None => PathBuf::from(fallback),
+        }
+    }
+}
+
+/// Everything [`load`] layers, in precedence order.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// Folder holding `base.yaml` and `<environment>.yaml`.
+    pub dir: PathBuf,
+    /// Name of the environment file to layer over `base.yaml`.
+    pub environment: String,
+    /// Environment variables to read; `None` reads the process environment. Tests pass a map so
+    /// they never mutate the process environment (which is `unsafe` and racy).
+    pub env: Option<HashMap<String, String>>,
+    /// Highest-precedence values, usually from CLI flags: (dotted key, value).
+    pub overrides: Vec<(String, String)>,
+}
+
+impl Sources {
+    /// Sources for `dir` and `environment`, reading the process environment.
+    pub fn new(dir: impl Into<PathBuf>, environment: impl Into<String>) -> Self {
+        Self { dir: dir.into(), environment: environment.into(), ..Self::default() }
+    }
+
+    /// Adds a flag's value when it was given.
+    pub fn override_with(mut self, key: &str, value: Option<impl ToString>) -> Self {
+        if let Some(v) = value {
+            self.overrides.push((key.to_owned(), v.to_string()));
+        }
+        self
+    }
+}
+
+// ANCHOR: load
+/// Layers the sources and deserialises them into `T`; the error names the file or key at fault.
+pub fn load<T: DeserializeOwned>(sources: &Sources) -> anyhow::Result<T> {
+    let base = sources.dir.join("base.yaml");
+    anyhow::ensure!(base.is_file(), "config file {} not found (set --config-dir)", base.display());
+    let mut builder = config::Config::builder()
+        .add_source(config::File::from(base))
+        .add_source(config::File::from(sources.dir.join(format!("{}.yaml", sources.environment))).required(false))
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(sources.env.clone()),
+        );
+    for (key, value) in &sources.overrides {
+        builder = builder.set_override(key.as_str(), value.as_str()).with_context(|| format!("override {key}"))?;
+    }
+    builder
+        .build()
+        .context("reading configuration")?
+        .try_deserialize()
+        .with_context(|| format!("invalid configuration in {} or APP_* variables", sources.dir.display()))
+}
+// ANCHOR_END: load
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    struct Settings {
+        http: Http,
+        database: Database,
+        name: String,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Http {
+        port: u16,
+        host: String,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Database {
+        password: Secret,
+        max_connections: u32,
+    }
+
+    fn dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("base.yaml"),
+            "name: base\nhttp: {port: 1, host: base}\ndatabase: {password: hunter2, max_connections: 1}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("test.yaml"), "name: file\nhttp: {port: 2}\n").unwrap();
+        dir
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+        Some(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+    }
+
+    #[test]
+    fn precedence_is_base_then_environment_file_then_env_then_flags() {
+        let dir = dir();
+        let sources = Sources {
+            dir: dir.path().into(),
+            environment: "test".into(),
+            env: env(&[("APP_HTTP__PORT", "3"), ("APP_DATABASE__MAX_CONNECTIONS", "7"), ("OTHER", "x")]),
+            overrides: vec![],
+        };
+        let s: Settings = load(&sources).unwrap();
+        assert_eq!(s.name, "file", "environment file beats base");
+        assert_eq!(s.http.host, "base", "keys the file does not name keep their base value");
+        assert_eq!(s.http.port, 3, "APP_ env beats the files");
+        assert_eq!(s.database.max_connections, 7, "__ nests");
+
+        let s: Settings = load(&sources.override_with("http.port", Some(4))).unwrap();
+        assert_eq!(s.http.port, 4, "a flag beats everything");
+    }
+
+    #[test]
+    fn missing_environment_file_is_fine_and_absent_flag_changes_nothing() {
+        let dir = dir();
+        let sources = Sources { env: env(&[]), ..Sources::new(dir.path(), "production") }
+            .override_with("http.port", None::<u16>);
+        let s: Settings = load(&sources).unwrap();
+        assert_eq!((s.name.as_str(), s.http.port), ("base", 1));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let dir = dir();
+        let s: Settings = load(&Sources { env: env(&[]), ..Sources::new(dir.path(), "test") }).unwrap();
+        assert_eq!(s.database.password.expose_secret(), "hunter2");
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let dir = dir();
+        let missing = load::<Settings>(&Sources::new(dir.path().join("nope"), "test")).unwrap_err();
+        assert!(format!("{missing:#}").contains("base.yaml"), "{missing:#}");
+        let bad = Sources { env: env(&[("APP_HTTP__PORT", "not-a-port")]), ..Sources::new(dir.path(), "test") };
+        let err = load::<Settings>(&bad).unwrap_err();
+        assert!(format!("{err:#}").contains("port"), "{err:#}");
+    }
+}

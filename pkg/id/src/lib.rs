@@ -1,0 +1,360 @@
+//! Snowflake ids: 41 bits of milliseconds since the Twitter epoch, 16 bits of node id and 6 bits of
+//! sequence, packed into a `u64` and written as a 20-character zero-padded decimal string.
+//!
+//! We write the generator ourselves (about a hundred lines) because the layout is fixed by the wire
+//! format of the Go original and because it teaches two things worth knowing: a lock-free
+//! compare-and-swap loop, and what to do when the wall clock moves backwards.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch of the Snowflake epoch (2010-11-04T01:42:54.657Z).
+pub const EPOCH_MS: u64 = 1_288_834_974_657;
+/// Bits of the millisecond timestamp.
+pub const TIME_BITS: u32 = 41;
+/// Bits of the node id.
+pub const NODE_BITS: u32 = 16;
+/// Bits of the per-millisecond sequence.
+pub const SEQUENCE_BITS: u32 = 6;
+
+const MAX_SEQUENCE: u64 = (1 << SEQUENCE_BITS) - 1;
+const MAX_TIME: u64 = (1 << TIME_BITS) - 1;
+
+/// Errors of id generation and node-id resolution.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdError {
+    /// `POD_IP` held an IPv6 address; the 16-bit node id is taken from an IPv4 address.
+    #[error("POD_IP {0:?} is IPv6; set an explicit node_id (0..=65535) for IPv6 pods")]
+    Ipv6(String),
+    /// `POD_IP` was not an IP address at all.
+    #[error("POD_IP {0:?} is not a valid IPv4 address")]
+    Malformed(String),
+    /// An id string that is not a 20-digit decimal number.
+    #[error("{0:?} is not a Snowflake id (20 decimal digits)")]
+    Parse(String),
+    /// The clock is past the 41-bit range (the year 2080) or before the epoch.
+    #[error("clock is outside the Snowflake time range")]
+    ClockOutOfRange,
+}
+
+/// A Snowflake id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Id(u64);
+
+impl Id {
+    /// Wraps a raw 64-bit value.
+    pub const fn from_u64(raw: u64) -> Self {
+        Self(raw)
+    }
+
+    /// The raw 64-bit value.
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// Milliseconds since the Unix epoch at which the id was made.
+    pub const fn timestamp_ms(self) -> u64 {
+        (self.0 >> (NODE_BITS + SEQUENCE_BITS)) + EPOCH_MS
+    }
+
+    /// The node that made the id.
+    pub const fn node(self) -> u16 {
+        ((self.0 >> SEQUENCE_BITS) & ((1 << NODE_BITS) - 1)) as u16
+    }
+
+    /// The sequence within its millisecond.
+    pub const fn sequence(self) -> u8 {
+        (self.0 & MAX_SEQUENCE) as u8
+    }
+
+    fn compose(elapsed_ms: u64, node: u16, sequence: u64) -> Self {
+        Self((elapsed_ms << (NODE_BITS + SEQUENCE_BITS)) | (u64::from(node) << SEQUENCE_BITS) | sequence)
+    }
+}
+
+// ANCHOR: id_display
+/// The wire form: 20 digits, zero-padded, so ids sort as strings the way they sort as numbers.
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:020}", self.0)
+    }
+}
+// ANCHOR_END: id_display
+
+impl FromStr for Id {
+    type Err = IdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(IdError::Parse(s.to_owned()));
+        }
+        s.parse::<u64>().map(Id).map_err(|_| IdError::Parse(s.to_owned()))
+    }
+}
+
+/// A source of wall-clock milliseconds since the Unix epoch; tests inject their own.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The system wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
+// ANCHOR: node_id
+/// The node id of this process: an explicit setting wins, otherwise the low 16 bits of the IPv4
+/// address in `POD_IP` (the Kubernetes downward API), otherwise `None` (single-node development).
+pub fn resolve_node_id(explicit: Option<u16>, pod_ip: Option<&str>) -> Result<Option<u16>, IdError> {
+    if let Some(node) = explicit {
+        return Ok(Some(node));
+    }
+    let Some(raw) = pod_ip.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    match raw.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => Ok(Some(node_from_ipv4(v4))),
+        Ok(IpAddr::V6(_)) => Err(IdError::Ipv6(raw.to_owned())),
+        Err(_) => Err(IdError::Malformed(raw.to_owned())),
+    }
+}
+
+/// The low 16 bits of an IPv4 address: unique per pod within a /16 pod network.
+pub fn node_from_ipv4(ip: Ipv4Addr) -> u16 {
+    let [_, _, c, d] = ip.octets();
+    u16::from_be_bytes([c, d])
+}
+// ANCHOR_END: node_id
+
+/// A thread-safe, lock-free Snowflake generator.
+#[derive(Debug)]
+pub struct Generator<C: Clock = SystemClock> {
+    node: u16,
+    clock: C,
+    /// `(elapsed_ms << SEQUENCE_BITS) | sequence` of the last id handed out.
+    last: AtomicU64,
+}
+
+impl Generator<SystemClock> {
+    /// A generator for `node` on the system clock.
+    pub fn new(node: u16) -> Self {
+        Self::with_clock(node, SystemClock)
+    }
+}
+
+impl<C: Clock> Generator<C> {
+    /// A generator for `node` on an injected clock.
+    pub fn with_clock(node: u16, clock: C) -> Self {
+        Self { node, clock, last: AtomicU64::new(0) }
+    }
+
+    /// This generator's node id.
+    pub fn node(&self) -> u16 {
+        self.node
+    }
+
+    // ANCHOR: next_id
+    /// The next id: strictly greater than every id this generator handed out before.
+    ///
+    /// - Same millisecond: the sequence goes up; after 64 ids we wait for the next millisecond.
+    /// - Clock moved backwards (an NTP step): we keep the last timestamp we used instead of reusing
+    ///   older ones, and once its 64 sequence numbers are spent we wait until the wall clock passes
+    ///   it. Ids stay unique and ordered; the price is a pause as long as the backwards jump.
+    pub fn next_id(&self) -> Result<Id, IdError> {
+        loop {
+            // Load the last id *before* reading the clock: a clock read that is older than the
+            // stored state would otherwise look like a backwards clock.
+            let prev = self.last.load(Ordering::Acquire);
+            let now = self.elapsed_now()?;
+            let (last_ms, seq) = (prev >> SEQUENCE_BITS, prev & MAX_SEQUENCE);
+            let (ms, next_seq) = if now > last_ms {
+                (now, 0)
+            } else if seq < MAX_SEQUENCE {
+                (last_ms, seq + 1)
+            } else {
+                self.wait_past(last_ms, now);
+                continue;
+            };
+            if ms > MAX_TIME {
+                return Err(IdError::ClockOutOfRange);
+            }
+            let packed = (ms << SEQUENCE_BITS) | next_seq;
+            if self.last.compare_exchange_weak(prev, packed, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                return Ok(Id::compose(ms, self.node, next_seq));
+            }
+        }
+    }
+
+    /// Waits for the clock to leave millisecond `last_ms`: spins within one millisecond, sleeps
+    /// when the clock is further behind (a backwards jump).
+    fn wait_past(&self, last_ms: u64, now: u64) {
+        if last_ms > now {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        } else {
+            std::hint::spin_loop();
+            std::thread::yield_now();
+        }
+    }
+    // ANCHOR_END: next_id
+
+    fn elapsed_now(&self) -> Result<u64, IdError> {
+        self.clock.now_ms().checked_sub(EPOCH_MS).ok_or(IdError::ClockOutOfRange)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    /// A clock the test moves by hand.
+    #[derive(Clone, Default)]
+    struct ManualClock(Arc<AtomicU64>);
+
+    impl ManualClock {
+        fn at(ms: u64) -> Self {
+            Self(Arc::new(AtomicU64::new(ms)))
+        }
+        fn set(&self, ms: u64) {
+            self.0.store(ms, Ordering::SeqCst);
+        }
+    }
+
+    impl Clock for ManualClock {
+        fn now_ms(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    const T0: u64 = EPOCH_MS + 1_000_000;
+
+    #[test]
+    fn million_ids_from_four_threads_are_unique_and_increasing_per_thread() {
+        let generator = Arc::new(Generator::new(7));
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let g = Arc::clone(&generator);
+                std::thread::spawn(move || (0..250_000).map(|_| g.next_id().unwrap()).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut all = HashSet::with_capacity(1_000_000);
+        for h in handles {
+            let ids = h.join().unwrap();
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids of one thread must increase");
+            for id in ids {
+                assert!(all.insert(id), "duplicate id {id}");
+            }
+        }
+        assert_eq!(all.len(), 1_000_000);
+        // Overflow waited for the clock instead of running ahead of it.
+        let now = SystemClock.now_ms();
+        assert!(all.iter().all(|id| id.timestamp_ms() <= now), "an id's timestamp ran ahead of the clock");
+    }
+
+    #[test]
+    fn id_decodes_back_to_its_parts() {
+        let clock = ManualClock::at(T0);
+        let g = Generator::with_clock(0xBEEF, clock.clone());
+        let first = g.next_id().unwrap();
+        let second = g.next_id().unwrap();
+        assert_eq!((first.timestamp_ms(), first.node(), first.sequence()), (T0, 0xBEEF, 0));
+        assert_eq!((second.timestamp_ms(), second.node(), second.sequence()), (T0, 0xBEEF, 1));
+        clock.set(T0 + 5);
+        let third = g.next_id().unwrap();
+        assert_eq!((third.timestamp_ms(), third.sequence()), (T0 + 5, 0));
+    }
+
+    #[test]
+    fn display_is_twenty_zero_padded_digits_and_parses_back() {
+        let id = Id::from_u64(42);
+        assert_eq!(id.to_string(), "00000000000000000042");
+        assert_eq!("00000000000000000042".parse::<Id>().unwrap(), id);
+        let real = Generator::new(1).next_id().unwrap();
+        assert_eq!(real.to_string().len(), 20);
+        assert_eq!(real.to_string().parse::<Id>().unwrap(), real);
+        for bad in ["42", "", "0000000000000000004x", "-0000000000000000042", "000000000000000000042"] {
+            assert!(bad.parse::<Id>().is_err(), "{bad:?} must not parse");
+        }
+    }
+
+    #[test]
+    fn sequence_overflow_waits_for_the_next_millisecond() {
+        let clock = ManualClock::at(T0);
+        let g = Arc::new(Generator::with_clock(1, clock.clone()));
+        let ids: Vec<_> = (0..64).map(|_| g.next_id().unwrap()).collect();
+        assert_eq!(ids.last().unwrap().sequence(), 63);
+        // The 65th id of this millisecond must wait until the clock ticks.
+        let waiter = {
+            let g = Arc::clone(&g);
+            std::thread::spawn(move || g.next_id().unwrap())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "must not hand out a 65th id in the same millisecond");
+        clock.set(T0 + 1);
+        let next = waiter.join().unwrap();
+        assert_eq!((next.timestamp_ms(), next.sequence()), (T0 + 1, 0));
+        assert!(next > *ids.last().unwrap());
+    }
+
+    #[test]
+    fn backwards_clock_never_duplicates() {
+        let clock = ManualClock::at(T0 + 10);
+        let g = Arc::new(Generator::with_clock(3, clock.clone()));
+        let mut seen = HashSet::new();
+        let mut last = g.next_id().unwrap();
+        seen.insert(last);
+        // The clock jumps back 10 ms: the remaining 63 ids of the last millisecond are handed out.
+        clock.set(T0);
+        for _ in 0..63 {
+            let id = g.next_id().unwrap();
+            assert!(id > last, "{id} must be greater than {last}");
+            assert!(seen.insert(id));
+            last = id;
+        }
+        // Then the generator waits for the wall clock to pass its last timestamp.
+        let waiter = {
+            let g = Arc::clone(&g);
+            std::thread::spawn(move || g.next_id().unwrap())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "must not reuse a timestamp while the clock is behind");
+        clock.set(T0 + 11);
+        let id = waiter.join().unwrap();
+        assert!(id > last && seen.insert(id));
+        assert_eq!((id.timestamp_ms(), id.sequence()), (T0 + 11, 0));
+    }
+
+    #[test]
+    fn node_id_table() {
+        let cases: [(Option<u16>, Option<&str>, Result<Option<u16>, IdError>); 8] = [
+            (None, Some("10.1.2.3"), Ok(Some(0x0203))),
+            (None, Some("192.168.255.255"), Ok(Some(0xFFFF))),
+            (None, Some(" 172.16.0.1 "), Ok(Some(1))),
+            (Some(9), Some("10.1.2.3"), Ok(Some(9))),
+            (Some(9), Some("fe80::1"), Ok(Some(9))),
+            (None, None, Ok(None)),
+            (None, Some("fe80::1"), Err(IdError::Ipv6("fe80::1".into()))),
+            (None, Some("10.1.2"), Err(IdError::Malformed("10.1.2".into()))),
+        ];
+        for (explicit, pod_ip, want) in cases {
+            assert_eq!(resolve_node_id(explicit, pod_ip), want, "explicit={explicit:?} pod_ip={pod_ip:?}");
+        }
+    }
+
+    #[test]
+    fn clock_before_epoch_is_an_error() {
+        let g = Generator::with_clock(1, ManualClock::at(EPOCH_MS - 1));
+        assert_eq!(g.next_id(), Err(IdError::ClockOutOfRange));
+    }
+}
