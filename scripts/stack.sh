@@ -27,12 +27,14 @@ say() { printf '\033[1mstack:\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[31mstack: %s\033[0m\n' "$*" >&2; exit 1; }
 
 print_env() {
+  # ANCHOR: print_env
   cat <<EOF
 export DATABASE_URL=postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres
 export KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 export NATS_URL=nats://127.0.0.1:$NATS_PORT
 EOF
+  # ANCHOR_END: print_env
 }
 
 # --- helpers -------------------------------------------------------------------------------------

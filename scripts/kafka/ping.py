@@ -9,6 +9,7 @@ import struct
 import sys
 
 
+# ANCHOR: metadata_request
 def main() -> int:
     host, port = sys.argv[1], int(sys.argv[2])
     client_id = b"cruncan-stack"
@@ -24,6 +25,7 @@ def main() -> int:
         return 1
     correlation_id, broker_count = struct.unpack(">ii", resp[:8])
     return 0 if correlation_id == 7 and broker_count >= 1 else 1
+# ANCHOR_END: metadata_request
 
 
 def recv_exact(s: socket.socket, n: int) -> bytes:

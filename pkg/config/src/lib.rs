@@ -81,7 +81,9 @@ pub fn load<T: DeserializeOwned>(sources: &Sources) -> anyhow::Result<T> {
     anyhow::ensure!(base.is_file(), "config file {} not found (set --config-dir)", base.display());
     let mut builder = config::Config::builder()
         .add_source(config::File::from(base))
-        .add_source(config::File::from(sources.dir.join(format!("{}.yaml", sources.environment))).required(false))
+        .add_source(
+            config::File::from(sources.dir.join(format!("{}.yaml", sources.environment))).required(false),
+        )
         .add_source(
             config::Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("_")
@@ -90,7 +92,8 @@ pub fn load<T: DeserializeOwned>(sources: &Sources) -> anyhow::Result<T> {
                 .source(sources.env.clone()),
         );
     for (key, value) in &sources.overrides {
-        builder = builder.set_override(key.as_str(), value.as_str()).with_context(|| format!("override {key}"))?;
+        builder =
+            builder.set_override(key.as_str(), value.as_str()).with_context(|| format!("override {key}"))?;
     }
     builder
         .build()
@@ -181,7 +184,8 @@ mod tests {
         let dir = dir();
         let missing = load::<Settings>(&Sources::new(dir.path().join("nope"), "test")).unwrap_err();
         assert!(format!("{missing:#}").contains("base.yaml"), "{missing:#}");
-        let bad = Sources { env: env(&[("APP_HTTP__PORT", "not-a-port")]), ..Sources::new(dir.path(), "test") };
+        let bad =
+            Sources { env: env(&[("APP_HTTP__PORT", "not-a-port")]), ..Sources::new(dir.path(), "test") };
         let err = load::<Settings>(&bad).unwrap_err();
         assert!(format!("{err:#}").contains("port"), "{err:#}");
     }

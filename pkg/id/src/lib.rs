@@ -337,7 +337,8 @@ mod tests {
 
     #[test]
     fn node_id_table() {
-        let cases: [(Option<u16>, Option<&str>, Result<Option<u16>, IdError>); 8] = [
+        type Case<'a> = (Option<u16>, Option<&'a str>, Result<Option<u16>, IdError>);
+        let cases: [Case; 8] = [
             (None, Some("10.1.2.3"), Ok(Some(0x0203))),
             (None, Some("192.168.255.255"), Ok(Some(0xFFFF))),
             (None, Some(" 172.16.0.1 "), Ok(Some(1))),

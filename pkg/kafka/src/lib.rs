@@ -1,1 +1,71 @@
-//! placeholder
+//! Kafka over rdkafka, the way both services use it:
+//!
+//! - [`Producer`]: idempotent by default (`enable.idempotence=true`, `acks=all`), async send with a
+//!   key and headers that resolves only when the broker has acknowledged the record.
+//! - [`Consumer`]: an at-least-once group consumer. A [`Handler`] processes each [`Message`];
+//!   offsets are stored only after the handler finished (or the message went to the dead-letter
+//!   topic), partitions and keys are processed concurrently while order within a key is kept, and
+//!   a graceful stop finishes in-flight work and commits.
+//! - [`ensure_topic`]: creates a topic when it is missing.
+
+mod consumer;
+mod headers;
+mod producer;
+
+pub use consumer::{Consumer, ConsumerConfig, DeadLetterHeaders, Handler, HandlerError, Message};
+pub use headers::{KafkaHeaderExtractor, KafkaHeaderInjector, trace_headers};
+pub use producer::{Delivery, Producer, ProducerConfig};
+
+use anyhow::Context as _;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::types::RDKafkaErrorCode;
+use std::time::Duration;
+
+/// Default brokers of the local stack (`scripts/stack.sh`); `KAFKA_BROKERS` overrides in config.
+pub const LOCAL_BROKERS: &str = "127.0.0.1:19092";
+
+// ANCHOR: ensure_topic
+/// Creates `topic` with `partitions` and `replication` unless it already exists.
+pub async fn ensure_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("creating Kafka admin client")?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results =
+        admin.create_topics([&new], &opts).await.with_context(|| format!("creating topic {topic}"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => anyhow::bail!("creating topic {name}: {code}"),
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: ensure_topic
+
+/// Asks the broker for cluster metadata: the readiness check of a service that uses Kafka.
+pub async fn check_brokers(brokers: &str, timeout: Duration) -> anyhow::Result<()> {
+    let brokers = brokers.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::producer::Producer as _;
+        let client: rdkafka::producer::BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("socket.timeout.ms", timeout.as_millis().max(10).to_string())
+            .create()
+            .context("creating Kafka client")?;
+        let md = client.client().fetch_metadata(None, timeout).context("fetching Kafka metadata")?;
+        anyhow::ensure!(!md.brokers().is_empty(), "Kafka metadata lists no broker");
+        Ok(())
+    })
+    .await
+    .context("metadata task")?
+}

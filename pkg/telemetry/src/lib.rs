@@ -16,8 +16,8 @@ mod propagation;
 pub use json::JsonFormat;
 pub use opentelemetry::Context;
 pub use propagation::{
-    Extractor, Injector, extract_context, inject_context, inject_current,
-    HeaderExtractor, HeaderInjector, context_from_http_headers, current_span_ids, inject_current_into_http_headers,
+    Extractor, HeaderExtractor, HeaderInjector, Injector, context_from_http_headers, current_span_ids,
+    extract_context, inject_context, inject_current, inject_current_into_http_headers,
 };
 
 use anyhow::Context as _;
@@ -153,8 +153,10 @@ where
             .with_resource(resource.clone())
             .with_batch_exporter(log_exporter(&cfg.otlp)?)
             .build();
-        let meter =
-            SdkMeterProvider::builder().with_resource(resource).with_periodic_exporter(metric_exporter(&cfg.otlp)?).build();
+        let meter = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_periodic_exporter(metric_exporter(&cfg.otlp)?)
+            .build();
         global::set_meter_provider(meter.clone());
         (Some(logger), Some(meter))
     } else {
@@ -163,7 +165,7 @@ where
 
     let filter = || EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&cfg.log_filter));
     let stdout_layer = tracing_subscriber::fmt::layer()
-        .event_format(JsonFormat::default())
+        .event_format(JsonFormat)
         .with_writer(writer)
         .with_filter(filter().context("invalid log filter")?);
     // The exporters' own HTTP/gRPC clients log through `tracing` too; sending those records back
@@ -219,9 +221,10 @@ fn otlp_enabled(otlp: &Otlp) -> bool {
 // with an explicit endpoint we use OTLP/HTTP and the per-signal path.
 fn span_exporter(otlp: &Otlp) -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
     let built = match otlp {
-        Otlp::HttpEndpoint(base) => {
-            opentelemetry_otlp::SpanExporter::builder().with_http().with_endpoint(format!("{base}/v1/traces")).build()
-        }
+        Otlp::HttpEndpoint(base) => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(format!("{base}/v1/traces"))
+            .build(),
         _ => opentelemetry_otlp::SpanExporter::builder().build(),
     };
     built.context("building the OTLP span exporter")
@@ -229,9 +232,10 @@ fn span_exporter(otlp: &Otlp) -> anyhow::Result<opentelemetry_otlp::SpanExporter
 
 fn log_exporter(otlp: &Otlp) -> anyhow::Result<opentelemetry_otlp::LogExporter> {
     let built = match otlp {
-        Otlp::HttpEndpoint(base) => {
-            opentelemetry_otlp::LogExporter::builder().with_http().with_endpoint(format!("{base}/v1/logs")).build()
-        }
+        Otlp::HttpEndpoint(base) => opentelemetry_otlp::LogExporter::builder()
+            .with_http()
+            .with_endpoint(format!("{base}/v1/logs"))
+            .build(),
         _ => opentelemetry_otlp::LogExporter::builder().build(),
     };
     built.context("building the OTLP log exporter")
@@ -239,9 +243,10 @@ fn log_exporter(otlp: &Otlp) -> anyhow::Result<opentelemetry_otlp::LogExporter> 
 
 fn metric_exporter(otlp: &Otlp) -> anyhow::Result<opentelemetry_otlp::MetricExporter> {
     let built = match otlp {
-        Otlp::HttpEndpoint(base) => {
-            opentelemetry_otlp::MetricExporter::builder().with_http().with_endpoint(format!("{base}/v1/metrics")).build()
-        }
+        Otlp::HttpEndpoint(base) => opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_endpoint(format!("{base}/v1/metrics"))
+            .build(),
         _ => opentelemetry_otlp::MetricExporter::builder().build(),
     };
     built.context("building the OTLP metric exporter")

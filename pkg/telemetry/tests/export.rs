@@ -2,6 +2,7 @@
 //! the log record (with the span's trace id) and the metric after the guard shuts down, and the
 //! JSON log line on "stdout" must carry the same trace id. One test per binary: it installs the
 //! process-global subscriber.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic: that is its failure report
 
 use cruncan_telemetry::{Otlp, TelemetryConfig, current_span_ids, init_telemetry_with_writer};
 use cruncan_testkit::{LogCapture, OtlpReceiver};
@@ -32,7 +33,9 @@ async fn span_log_and_metric_arrive_with_the_right_trace_id() {
     tokio::task::spawn_blocking(move || guard.shutdown()).await.unwrap();
 
     let spans = receiver
-        .wait_for_spans(Duration::from_secs(10), "span unit.of.work", |s| s.iter().any(|s| s.name == "unit.of.work"))
+        .wait_for_spans(Duration::from_secs(10), "span unit.of.work", |s| {
+            s.iter().any(|s| s.name == "unit.of.work")
+        })
         .await
         .unwrap();
     let span = spans.iter().find(|s| s.name == "unit.of.work").unwrap();
@@ -41,7 +44,9 @@ async fn span_log_and_metric_arrive_with_the_right_trace_id() {
     assert_eq!(span.attributes.get("work.kind").map(String::as_str), Some("test"));
 
     let records = receiver
-        .wait_for_logs(Duration::from_secs(10), "the log record", |l| l.iter().any(|l| l.body == "inside the span"))
+        .wait_for_logs(Duration::from_secs(10), "the log record", |l| {
+            l.iter().any(|l| l.body == "inside the span")
+        })
         .await
         .unwrap();
     let record = records.iter().find(|l| l.body == "inside the span").unwrap();

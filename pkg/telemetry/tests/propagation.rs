@@ -1,5 +1,6 @@
 //! W3C trace context survives a round trip through HTTP headers, and logs without an exporter
 //! still carry trace ids.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic: that is its failure report
 
 use cruncan_telemetry::{
     Otlp, TelemetryConfig, context_from_http_headers, current_span_ids, init_telemetry_with_writer,

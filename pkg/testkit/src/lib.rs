@@ -15,7 +15,9 @@ use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, 
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 use std::collections::BTreeMap;
@@ -120,9 +122,12 @@ impl OtlpReceiver {
         what: &str,
         pred: impl Fn(&[ReceivedSpan]) -> bool,
     ) -> anyhow::Result<Vec<ReceivedSpan>> {
-        self.wait(timeout, what, |r| pred(&r.spans).then(|| r.spans.clone()), |r| {
-            r.spans.iter().map(|s| format!("{} ({})", s.name, s.trace_id)).collect::<Vec<_>>().join(", ")
-        })
+        self.wait(
+            timeout,
+            what,
+            |r| pred(&r.spans).then(|| r.spans.clone()),
+            |r| r.spans.iter().map(|s| format!("{} ({})", s.name, s.trace_id)).collect::<Vec<_>>().join(", "),
+        )
         .await
     }
 
@@ -133,12 +138,21 @@ impl OtlpReceiver {
         what: &str,
         pred: impl Fn(&[ReceivedLog]) -> bool,
     ) -> anyhow::Result<Vec<ReceivedLog>> {
-        self.wait(timeout, what, |r| pred(&r.logs).then(|| r.logs.clone()), |r| format!("{} log records", r.logs.len()))
-            .await
+        self.wait(
+            timeout,
+            what,
+            |r| pred(&r.logs).then(|| r.logs.clone()),
+            |r| format!("{} log records", r.logs.len()),
+        )
+        .await
     }
 
     /// Waits until every metric name in `names` has been received.
-    pub async fn wait_for_metrics(&self, timeout: Duration, names: &[&str]) -> anyhow::Result<BTreeMap<String, u64>> {
+    pub async fn wait_for_metrics(
+        &self,
+        timeout: Duration,
+        names: &[&str],
+    ) -> anyhow::Result<BTreeMap<String, u64>> {
         self.wait(
             timeout,
             &format!("metrics {names:?}"),
@@ -161,7 +175,10 @@ impl OtlpReceiver {
                 return Ok(found);
             }
             if tokio::time::Instant::now() >= deadline {
-                anyhow::bail!("OTLP receiver: expected {what} within {timeout:?}; saw: {}", describe(&self.lock()));
+                anyhow::bail!(
+                    "OTLP receiver: expected {what} within {timeout:?}; saw: {}",
+                    describe(&self.lock())
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -278,7 +295,8 @@ pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
 impl LogCapture {
     /// Everything written so far, as text.
     pub fn contents(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_owned()
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            .into_owned()
     }
 
     /// Every line written so far, parsed as JSON (lines that are not JSON are skipped).

@@ -1,0 +1,50 @@
+# cruncan — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+STACK := scripts/stack.sh
+# Programs and tests read these; the defaults in code are the same, this just makes them visible.
+ENV := eval "$$($(STACK) env)"
+
+.PHONY: help up down status env test fmt lint unit book book-serve tools
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+up: ## start PostgreSQL, Kafka, Redis, NATS on loopback (idempotent) and print their addresses
+	@$(STACK) up
+
+down: ## stop everything `make up` started
+	@$(STACK) down
+
+status: ## one line per service
+	@$(STACK) status
+
+env: ## the environment variables programs and tests read (eval "$$(make -s env)")
+	@$(STACK) env
+
+tools: ## install protoc, mdbook and mdbook-mermaid when missing
+	@scripts/tools.sh
+
+test: up tools ## the one test command: fmt, clippy, every test against the real stack, the book
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(ENV); cargo test --workspace --no-fail-fast
+	@$(MAKE) --no-print-directory book
+
+unit: ## only the tests that need no running service
+	cargo test --workspace --lib
+
+fmt: ## format the code
+	cargo fmt --all
+
+lint: ## clippy, warnings are errors
+	cargo clippy --workspace --all-targets -- -D warnings
+
+book: tools ## check every include, then build the book into book/book
+	cargo run -q -p book-check
+	@[ -f book/mermaid.min.js ] || mdbook-mermaid install book >/dev/null
+	mdbook build book
+
+book-serve: tools ## serve the book on http://127.0.0.1:3000 with live reload
+	@[ -f book/mermaid.min.js ] || mdbook-mermaid install book >/dev/null
+	mdbook serve book --hostname 127.0.0.1 --port 3000

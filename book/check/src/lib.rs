@@ -1,0 +1,136 @@
+//! The book's include check. mdBook silently inserts nothing for a missing anchor, so a chapter
+//! can lose its code without anyone noticing; this check fails instead, on
+//!
+//! - an `{{#include PATH}}` (or `{{#rustdoc_include}}`) whose file does not exist,
+//! - an `{{#include PATH:NAME}}` whose file has no `ANCHOR: NAME` … `ANCHOR_END: NAME` pair,
+//! - an anchor with nothing between its markers.
+//!
+//! It runs as a test of this crate (so `cargo test --workspace` and `make test` run it) and as
+//! `cargo run -p book-check`.
+
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+
+/// One include that does not resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The chapter holding the include.
+    pub chapter: PathBuf,
+    /// The include as written.
+    pub include: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {{{{#include {}}}}}: {}", self.chapter.display(), self.include, self.reason)
+    }
+}
+
+/// Checks every Markdown file under `src_dir`; returns the problems found.
+pub fn check_book(src_dir: &Path) -> anyhow::Result<Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut count = 0;
+    for chapter in markdown_files(src_dir)? {
+        let text = std::fs::read_to_string(&chapter).with_context(|| format!("reading {}", chapter.display()))?;
+        for include in includes(&text) {
+            count += 1;
+            if let Err(reason) = check_include(chapter.parent().unwrap_or(src_dir), include) {
+                problems.push(Problem { chapter: chapter.clone(), include: include.to_owned(), reason });
+            }
+        }
+    }
+    anyhow::ensure!(count > 0, "no {{{{#include}}}} found under {}: wrong folder?", src_dir.display());
+    Ok(problems)
+}
+
+fn markdown_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.extend(markdown_files(&path)?);
+        } else if path.extension().is_some_and(|e| e == "md") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The argument of every `{{#include ...}}` / `{{#rustdoc_include ...}}` in `text`.
+fn includes(text: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    for directive in ["{{#include ", "{{#rustdoc_include "] {
+        let mut rest = text;
+        while let Some(start) = rest.find(directive) {
+            rest = &rest[start + directive.len()..];
+            if let Some(end) = rest.find("}}") {
+                found.push(rest[..end].trim());
+                rest = &rest[end..];
+            }
+        }
+    }
+    found
+}
+
+fn check_include(base: &Path, include: &str) -> Result<(), String> {
+    let (path, selector) = match include.split_once(':') {
+        Some((p, s)) => (p, Some(s)),
+        None => (include, None),
+    };
+    let file = base.join(path);
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let Some(anchor) = selector else { return Ok(()) };
+    // `:10`, `:10:20`, `:10:` and `::20` are line ranges, not anchors.
+    if anchor.split(':').all(|part| part.is_empty() || part.chars().all(|c| c.is_ascii_digit())) {
+        return Ok(());
+    }
+    let start = format!("ANCHOR: {anchor}");
+    let end = format!("ANCHOR_END: {anchor}");
+    let lines: Vec<&str> = text.lines().collect();
+    let begin = lines.iter().position(|l| l.trim_end().ends_with(&start));
+    let finish = lines.iter().position(|l| l.trim_end().ends_with(&end));
+    match (begin, finish) {
+        (None, _) => Err(format!("anchor `{anchor}` not found in {}", file.display())),
+        (Some(_), None) => Err(format!("anchor `{anchor}` has no ANCHOR_END in {}", file.display())),
+        (Some(b), Some(f)) if f <= b => Err(format!("anchor `{anchor}` ends before it starts in {}", file.display())),
+        (Some(b), Some(f)) => {
+            let body = lines[b + 1..f].iter().filter(|l| !l.contains("ANCHOR")).any(|l| !l.trim().is_empty());
+            if body { Ok(()) } else { Err(format!("anchor `{anchor}` is empty in {}", file.display())) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_real_book_has_no_broken_include() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../src");
+        let problems = check_book(&src).unwrap();
+        let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert!(problems.is_empty(), "broken includes:\n{}", listed.join("\n"));
+    }
+
+    #[test]
+    fn each_kind_of_breakage_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("code.rs"),
+            "// ANCHOR: good\nfn f() {}\n// ANCHOR_END: good\n// ANCHOR: empty\n\n// ANCHOR_END: empty\n// ANCHOR: open\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("ch.md"),
+            "{{#include code.rs:good}}\n{{#include code.rs:10:20}}\n{{#include code.rs}}\n\
+             {{#include missing.rs}}\n{{#include code.rs:absent}}\n{{#include code.rs:empty}}\n{{#include code.rs:open}}\n",
+        )
+        .unwrap();
+        let problems = check_book(dir.path()).unwrap();
+        let reasons: Vec<&str> = problems.iter().map(|p| p.include.as_str()).collect();
+        assert_eq!(reasons, ["missing.rs", "code.rs:absent", "code.rs:empty", "code.rs:open"]);
+    }
+}
