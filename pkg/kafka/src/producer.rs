@@ -103,6 +103,18 @@ impl Producer {
     }
     // ANCHOR_END: producer_send
 
+    /// Asks the brokers for metadata: the readiness check of a service that produces.
+    pub async fn check(&self, timeout: Duration) -> anyhow::Result<()> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let md = inner.client().fetch_metadata(None, timeout).context("Kafka metadata request")?;
+            anyhow::ensure!(!md.brokers().is_empty(), "Kafka metadata lists no broker");
+            Ok(())
+        })
+        .await
+        .context("metadata task")?
+    }
+
     /// Waits until every queued record is delivered (or `timeout` passes).
     pub fn flush(&self, timeout: Duration) -> anyhow::Result<()> {
         self.inner.flush(timeout).context("flushing Kafka producer")

@@ -1,0 +1,137 @@
+//! Wiring: `build(settings)` makes the whole service (bound to its port, which may be 0 in tests)
+//! and `run_until_stopped(shutdown)` runs it until the shutdown signal, then drains.
+
+use crate::config::Settings;
+use crate::http::{AppState, router};
+use crate::outbox::Relay;
+use crate::repo::{PgRequestRepository, TracedRepository};
+use anyhow::Context as _;
+use cruncan_http::ReadinessCheck;
+use cruncan_id::Generator;
+use cruncan_kafka::{Producer, ProducerConfig};
+use cruncan_shutdown::Shutdown;
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The embedded migrations of service one.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A built, bound, not yet running service.
+pub struct App {
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    relay: Relay,
+    producer: Producer,
+    pool: PgPool,
+    drain_timeout: Duration,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("addr", &self.listener.local_addr().ok()).finish_non_exhaustive()
+    }
+}
+
+// ANCHOR: build
+/// Builds service one: database (created when configured, migrated), producer, relay, router,
+/// and the bound listener.
+pub async fn build(settings: Settings) -> anyhow::Result<App> {
+    let node = cruncan_id::resolve_node_id(settings.snowflake.node_id, settings.pod_ip.as_deref())?;
+    if node.is_none() {
+        tracing::warn!("no POD_IP or snowflake.node_id: using node id 0 (fine for one replica only)");
+    }
+    let ids = Arc::new(Generator::new(node.unwrap_or(0)));
+
+    if settings.database.create_if_missing {
+        cruncan_db::ensure_database(&settings.database).await?;
+    }
+    let pool = settings.database.lazy_pool();
+    MIGRATOR.run(&pool).await.context("running database migrations")?;
+
+    let producer = Producer::new(&ProducerConfig {
+        linger_ms: settings.kafka.linger_ms,
+        message_timeout_ms: settings.kafka.message_timeout_ms,
+        ..ProducerConfig::new(settings.kafka.brokers.clone(), "one")
+    })?;
+    let relay = Relay::new(pool.clone(), producer.clone(), settings.kafka.clone(), settings.outbox.clone());
+
+    let ready: ReadinessCheck = {
+        let (pool, producer) = (pool.clone(), producer.clone());
+        Arc::new(move || {
+            let (pool, producer) = (pool.clone(), producer.clone());
+            Box::pin(async move {
+                cruncan_db::ping(&pool, Duration::from_secs(1)).await.context("database")?;
+                producer.check(Duration::from_secs(2)).await.context("kafka")?;
+                Ok(())
+            })
+        })
+    };
+    let state = AppState {
+        repo: Arc::new(TracedRepository(PgRequestRepository::new(pool.clone()))),
+        ids,
+        limits: Arc::new(settings.limits.clone()),
+        topic: settings.kafka.topic.as_str().into(),
+        body_limit: settings.http.body_limit_bytes,
+        request_timeout: Duration::from_millis(settings.http.request_timeout_ms),
+        ready,
+        requests: cruncan_telemetry::meter("one")
+            .u64_counter("one.requests")
+            .with_description("POST /one by outcome: accepted, replayed, rejected (4xx), failed (5xx)")
+            .build(),
+    };
+    let addr = format!("{}:{}", settings.http.host, settings.http.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
+    Ok(App {
+        listener,
+        router: router(state),
+        relay,
+        producer,
+        pool,
+        drain_timeout: Duration::from_millis(settings.shutdown.drain_timeout_ms),
+    })
+}
+// ANCHOR_END: build
+
+impl App {
+    /// The bound address (the real port when configured with 0).
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// The database pool (tests inspect rows through it).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    // ANCHOR: run_until_stopped
+    /// Serves until `shutdown`; then stops accepting, lets in-flight requests finish (up to the
+    /// drain deadline), lets the relay publish what is pending, flushes the producer.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let addr = self.local_addr()?;
+        tracing::info!(%addr, "service one listening");
+        // The relay outlives the HTTP server: it must publish what the last requests wrote.
+        let relay_stop = Shutdown::new();
+        let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
+
+        let server = cruncan_http::serve(self.listener, self.router, shutdown.clone());
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => result?,
+            () = async {
+                shutdown.wait().await;
+                tokio::time::sleep(self.drain_timeout).await;
+            } => tracing::warn!(timeout = ?self.drain_timeout, "in-flight requests did not finish in time"),
+        }
+        tracing::info!("HTTP server stopped; draining the outbox");
+        relay_stop.trigger();
+        relay.await.context("outbox relay task")?;
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await??;
+        self.pool.close().await;
+        tracing::info!("service one stopped");
+        Ok(())
+    }
+    // ANCHOR_END: run_until_stopped
+}

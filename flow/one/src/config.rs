@@ -1,0 +1,167 @@
+//! Settings of service one: `config/*.yaml`, `APP_*` variables, then these flags.
+
+use clap::Parser;
+use cruncan_config::{ConfigArgs, Sources};
+use cruncan_db::DatabaseSettings;
+use serde::Deserialize;
+
+// ANCHOR: cli
+/// Service one: accepts requests over HTTP, stores them and publishes them to Kafka through a
+/// transactional outbox.
+///
+/// Settings come from config/base.yaml, config/<environment>.yaml and APP_* environment
+/// variables (APP_HTTP__PORT=9000); the flags below override them.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "one", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Address to listen on [config: http.host]
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port to listen on, 0 for any free port [config: http.port]
+    #[arg(long, short)]
+    pub port: Option<u16>,
+    /// PostgreSQL URL; overrides the database.* fields it names
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Kafka bootstrap servers [config: kafka.brokers]
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub brokers: Option<String>,
+    /// Topic to publish to [config: kafka.topic]
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Snowflake node id (0..=65535); wins over POD_IP [config: snowflake.node_id]
+    #[arg(long)]
+    pub node_id: Option<u16>,
+    /// Pod IPv4 address; its low 16 bits are the Snowflake node id
+    #[arg(long, env = "POD_IP")]
+    pub pod_ip: Option<String>,
+    /// Log filter, e.g. `info,one=debug` (RUST_LOG wins) [config: telemetry.log_filter]
+    #[arg(long)]
+    pub log_filter: Option<String>,
+}
+// ANCHOR_END: cli
+
+/// Everything service one is configured with.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// HTTP server.
+    pub http: HttpSettings,
+    /// PostgreSQL.
+    pub database: DatabaseSettings,
+    /// Kafka.
+    pub kafka: KafkaSettings,
+    /// Outbox relay.
+    pub outbox: OutboxSettings,
+    /// Input limits.
+    pub limits: Limits,
+    /// Snowflake ids.
+    pub snowflake: SnowflakeSettings,
+    /// Logs and telemetry.
+    pub telemetry: TelemetrySettings,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownSettings,
+    /// Pod IP (from `POD_IP`), for the Snowflake node id.
+    #[serde(default)]
+    pub pod_ip: Option<String>,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    /// Bind address.
+    pub host: String,
+    /// Bind port (0: any free port).
+    pub port: u16,
+    /// Largest accepted body (413 above).
+    pub body_limit_bytes: usize,
+    /// A request taking longer is answered 503.
+    pub request_timeout_ms: u64,
+}
+
+/// Kafka settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KafkaSettings {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Topic for request events.
+    pub topic: String,
+    /// Partitions when the topic is created.
+    pub partitions: i32,
+    /// Replication factor when the topic is created.
+    pub replication: i32,
+    /// Producer `linger.ms`.
+    pub linger_ms: u32,
+    /// Producer `message.timeout.ms`.
+    pub message_timeout_ms: u32,
+}
+
+/// Outbox relay settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutboxSettings {
+    /// Rows claimed and published per transaction.
+    pub batch_size: i64,
+    /// Safety-net poll when no NOTIFY arrives.
+    pub poll_interval_ms: u64,
+    /// On shutdown, how long the relay keeps draining pending rows.
+    pub drain_timeout_ms: u64,
+}
+
+// ANCHOR: limits
+/// Input limits, enforced with a 400 that names the field.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Limits {
+    /// Longest `user_id`, in characters.
+    pub max_user_id_len: usize,
+    /// Longest `prompt`, in characters.
+    pub max_prompt_len: usize,
+    /// Most `data` entries.
+    pub max_data_entries: usize,
+    /// Longest `data[].key`.
+    pub max_data_key_len: usize,
+    /// Longest `data[].value`.
+    pub max_data_value_len: usize,
+}
+// ANCHOR_END: limits
+
+/// Snowflake settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SnowflakeSettings {
+    /// Explicit node id; otherwise from `POD_IP`.
+    pub node_id: Option<u16>,
+}
+
+/// Telemetry settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    /// `EnvFilter` directive.
+    pub log_filter: String,
+}
+
+/// Shutdown settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShutdownSettings {
+    /// How long in-flight requests may take after SIGTERM.
+    pub drain_timeout_ms: u64,
+}
+
+impl Settings {
+    /// Loads the layered settings with the flags of `cli` on top.
+    pub fn load(cli: &Cli) -> anyhow::Result<Self> {
+        let dir = cli.config.dir_or(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
+        let sources = Sources::new(dir, cli.config.environment.clone())
+            .override_with("http.host", cli.host.as_ref())
+            .override_with("http.port", cli.port)
+            .override_with("kafka.brokers", cli.brokers.as_ref())
+            .override_with("kafka.topic", cli.topic.as_ref())
+            .override_with("snowflake.node_id", cli.node_id)
+            .override_with("telemetry.log_filter", cli.log_filter.as_ref())
+            .override_with("pod_ip", cli.pod_ip.as_ref());
+        let mut settings: Settings = cruncan_config::load(&sources)?;
+        if let Some(url) = &cli.database_url {
+            settings.database.apply_url(url)?;
+        }
+        Ok(settings)
+    }
+}

@@ -1,0 +1,111 @@
+//! Parse, don't validate: the JSON body becomes a [`NewRequest`] at the edge, or a
+//! [`ValidationError`] naming the field; inner code only ever sees valid requests.
+
+use crate::config::Limits;
+use cruncan_model::{DataEntry, OneRequest};
+use serde::Deserialize;
+
+/// The body of `POST /one` as sent (unknown fields are ignored).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct CreateRequestBody {
+    /// Who asks; non-empty.
+    pub user_id: String,
+    /// What is asked; non-empty.
+    pub prompt: String,
+    /// Extra key/value data.
+    #[serde(default)]
+    pub data: Vec<DataEntry>,
+}
+
+/// A field that failed validation, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// JSON path of the field, e.g. `data[3].value`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// A request that passed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRequest(OneRequest);
+
+impl NewRequest {
+    /// The validated request.
+    pub fn as_request(&self) -> &OneRequest {
+        &self.0
+    }
+}
+
+// ANCHOR: validate
+impl CreateRequestBody {
+    /// Checks the body against `limits`.
+    pub fn validate(self, limits: &Limits) -> Result<NewRequest, ValidationError> {
+        let err = |field: &str, message: String| ValidationError { field: field.to_owned(), message };
+        let check = |field: &str, value: &str, max: usize, required: bool| {
+            if required && value.trim().is_empty() {
+                return Err(err(field, "must not be empty".into()));
+            }
+            let len = value.chars().count();
+            if len > max {
+                return Err(err(field, format!("must be at most {max} characters, got {len}")));
+            }
+            Ok(())
+        };
+        check("user_id", &self.user_id, limits.max_user_id_len, true)?;
+        check("prompt", &self.prompt, limits.max_prompt_len, true)?;
+        if self.data.len() > limits.max_data_entries {
+            return Err(err("data", format!("must have at most {} entries, got {}", limits.max_data_entries, self.data.len())));
+        }
+        for (i, entry) in self.data.iter().enumerate() {
+            check(&format!("data[{i}].key"), &entry.key, limits.max_data_key_len, true)?;
+            check(&format!("data[{i}].value"), &entry.value, limits.max_data_value_len, false)?;
+        }
+        Ok(NewRequest(OneRequest { user_id: self.user_id, prompt: self.prompt, data: self.data }))
+    }
+}
+// ANCHOR_END: validate
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits { max_user_id_len: 5, max_prompt_len: 10, max_data_entries: 2, max_data_key_len: 3, max_data_value_len: 4 }
+    }
+
+    fn body(user_id: &str, prompt: &str, data: &[(&str, &str)]) -> CreateRequestBody {
+        CreateRequestBody {
+            user_id: user_id.into(),
+            prompt: prompt.into(),
+            data: data.iter().map(|(k, v)| DataEntry { key: (*k).into(), value: (*v).into() }).collect(),
+        }
+    }
+
+    #[test]
+    fn table_of_invalid_bodies_names_the_field() {
+        let cases = [
+            (body("", "p", &[]), "user_id", "must not be empty"),
+            (body("   ", "p", &[]), "user_id", "must not be empty"),
+            (body("u", "", &[]), "prompt", "must not be empty"),
+            (body("toolong", "p", &[]), "user_id", "at most 5"),
+            (body("u", "01234567890", &[]), "prompt", "at most 10"),
+            (body("u", "p", &[("a", "b"), ("c", "d"), ("e", "f")]), "data", "at most 2 entries"),
+            (body("u", "p", &[("a", "b"), ("", "d")]), "data[1].key", "must not be empty"),
+            (body("u", "p", &[("abcd", "b")]), "data[0].key", "at most 3"),
+            (body("u", "p", &[("a", "12345")]), "data[0].value", "at most 4"),
+        ];
+        for (b, field, msg) in cases {
+            let e = b.clone().validate(&limits()).unwrap_err();
+            assert_eq!(e.field, field, "{b:?}");
+            assert!(e.message.contains(msg), "{b:?}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn limits_count_characters_not_bytes_and_empty_values_are_fine() {
+        let ok = body("ééééé", "p", &[("k", "")]).validate(&limits()).unwrap();
+        assert_eq!(ok.as_request().user_id, "ééééé");
+    }
+}

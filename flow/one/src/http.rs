@@ -1,0 +1,328 @@
+//! The HTTP edge: routes, handlers, the error type and its status mapping, and the OpenAPI
+//! document.
+
+use crate::config::Limits;
+use crate::domain::{CreateRequestBody, ValidationError};
+use crate::repo::{Created, IdempotencyKey, OutboxRecord, RepoError, RequestRepository};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use cruncan_http::{ErrorBody, ReadinessCheck, json_error};
+use cruncan_id::{Generator, Id};
+use cruncan_model::{OneRequest, OneRequestEvent};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Counter;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use utoipa::OpenApi as _;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Request storage (the traced PostgreSQL repository in production, a fake in unit tests).
+    pub repo: Arc<dyn RequestRepository>,
+    /// Snowflake ids.
+    pub ids: Arc<Generator>,
+    /// Input limits.
+    pub limits: Arc<Limits>,
+    /// Topic the outbox rows are for.
+    pub topic: Arc<str>,
+    /// Largest accepted body.
+    pub body_limit: usize,
+    /// Time budget of one request's database work.
+    pub request_timeout: Duration,
+    /// Dependencies answer?
+    pub ready: ReadinessCheck,
+    /// `one.requests{outcome}`.
+    pub requests: Counter<u64>,
+}
+
+// ANCHOR: api_error
+/// Every way a request can fail, each with its status and a message fit for the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON at all.
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// JSON of the wrong shape or values out of bounds.
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// Body over the limit.
+    #[error("request body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// Not `Content-Type: application/json`.
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    /// No such request.
+    #[error("no request with id {0}")]
+    NotFound(String),
+    /// A path id that is not a Snowflake id.
+    #[error("{0} is not a request id (20 decimal digits)")]
+    InvalidId(String),
+    /// A bad `Idempotency-Key` header.
+    #[error("Idempotency-Key must be 1 to 255 visible ASCII characters")]
+    InvalidIdempotencyKey,
+    /// The key was used before with another body.
+    #[error("Idempotency-Key was already used with a different request body")]
+    KeyReused,
+    /// The database cannot be reached; retry later.
+    #[error("the service is temporarily unavailable; retry later")]
+    Unavailable(#[source] anyhow::Error),
+    /// A bug or an unexpected failure; details are logged, never sent.
+    #[error("internal error")]
+    Unexpected(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            Self::Validation(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
+            Self::InvalidId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),
+            Self::InvalidIdempotencyKey => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::KeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        // The cause chain is logged once, here, inside the request's span; the client gets only
+        // the message of the variant.
+        match &self {
+            Self::Unavailable(cause) => tracing::warn!(error = %format!("{cause:#}"), "request failed: unavailable"),
+            Self::Unexpected(cause) => tracing::error!(error = %format!("{cause:#}"), "request failed: internal error"),
+            other => tracing::info!(error = %other, code, "request rejected"),
+        }
+        let mut response = json_error(status, code, self.to_string());
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<RepoError> for ApiError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::Unavailable(cause) => Self::Unavailable(cause),
+            RepoError::Other(cause) => Self::Unexpected(cause),
+        }
+    }
+}
+// ANCHOR_END: api_error
+
+/// `201` body.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct CreatedBody {
+    /// The Snowflake id, 20 zero-padded digits.
+    pub request_id: String,
+}
+
+/// `GET /one/{id}` body.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct StoredBody {
+    /// The Snowflake id.
+    pub request_id: String,
+    /// The request as accepted.
+    #[serde(flatten)]
+    pub request: OneRequest,
+    /// When it was accepted.
+    pub created_at: chrono::DateTime<Utc>,
+    /// Last change.
+    pub updated_at: chrono::DateTime<Utc>,
+}
+
+// ANCHOR: router
+/// All routes of service one.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.body_limit;
+    Router::new()
+        .route("/one", post(create_request))
+        .route("/one/{id}", get(get_request))
+        .with_state(state.clone())
+        .merge(cruncan_http::health_routes(state.ready))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .fallback(cruncan_http::not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(cruncan_http::json_method_not_allowed))
+        .layer(axum::middleware::from_fn(cruncan_http::telemetry_middleware))
+}
+// ANCHOR_END: router
+
+// ANCHOR: create_handler
+/// Accepts a request: validates it, stores it with its outbox record in one transaction and
+/// answers `201` with its id.
+#[utoipa::path(
+    post,
+    path = "/one",
+    request_body(content = CreateRequestBody, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body: the first response again")),
+    responses(
+        (status = 201, description = "Accepted", body = CreatedBody, headers(("Location" = String))),
+        (status = 400, description = "Malformed JSON or a field failed validation", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with another body", body = ErrorBody),
+        (status = 503, description = "Database unreachable", body = ErrorBody),
+    )
+)]
+pub async fn create_request(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let result = create(&state, &headers, body).await;
+    let outcome = match &result {
+        Ok((_, true)) => "replayed",
+        Ok(_) => "accepted",
+        Err(e) if e.status_and_code().0.is_client_error() => "rejected",
+        Err(_) => "failed",
+    };
+    state.requests.add(1, &[KeyValue::new("outcome", outcome)]);
+    result.map(|(response, _)| response)
+}
+
+async fn create(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Response, bool), ApiError> {
+    require_json(headers)?;
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(state.body_limit),
+        _ => ApiError::MalformedJson(rejection.body_text()),
+    })?;
+    let idempotency_key = idempotency_key(headers)?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let parsed: CreateRequestBody = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let field = e.path().to_string();
+        ValidationError { field: if field == "." { "body".into() } else { field }, message: e.inner().to_string() }
+    })?;
+    let request = parsed.validate(&state.limits)?;
+    let request = request.as_request();
+
+    let id = state.ids.next_id().map_err(|e| ApiError::Unexpected(e.into()))?;
+    let now = Utc::now();
+    let event = OneRequestEvent {
+        request_id: id.to_string(),
+        user_id: request.user_id.clone(),
+        prompt: request.prompt.clone(),
+        data: request.data.clone(),
+        created_at: now,
+    };
+    let outbox = OutboxRecord {
+        topic: state.topic.to_string(),
+        key: id.to_string(),
+        payload: serde_json::to_vec(&event).map_err(|e| ApiError::Unexpected(e.into()))?,
+        // The trace of this request travels with the message.
+        headers: trace_headers(),
+    };
+    let key = idempotency_key.map(|key| IdempotencyKey { key, request_hash: request_hash(request) });
+    let created = tokio::time::timeout(state.request_timeout, state.repo.create(id, request, now, &outbox, key.as_ref()))
+        .await
+        .map_err(|_| ApiError::Unavailable(anyhow::anyhow!("database work exceeded {:?}", state.request_timeout)))??;
+    match created {
+        Created::New => {
+            tracing::info!(request_id = %id, "request accepted");
+            Ok((created_response(StatusCode::CREATED, &serde_json::json!({ "request_id": id.to_string() }), false), false))
+        }
+        Created::Replay { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED);
+            Ok((created_response(status, &body, true), true))
+        }
+        Created::KeyReused => Err(ApiError::KeyReused),
+    }
+}
+// ANCHOR_END: create_handler
+
+fn created_response(status: StatusCode, body: &serde_json::Value, replayed: bool) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(id) = body.get("request_id").and_then(|v| v.as_str())
+        && let Ok(location) = HeaderValue::from_str(&format!("/one/{id}"))
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if replayed {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let json = mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
+    if json { Ok(()) } else { Err(ApiError::UnsupportedMediaType) }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(raw) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = raw.to_str().map_err(|_| ApiError::InvalidIdempotencyKey)?;
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::InvalidIdempotencyKey);
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// SHA-256 of the validated request: the same request in another key order or with extra unknown
+/// fields is the same request.
+fn request_hash(request: &OneRequest) -> String {
+    let bytes = serde_json::to_vec(request).unwrap_or_default();
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn trace_headers() -> BTreeMap<String, String> {
+    cruncan_kafka::trace_headers().into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect()
+}
+
+/// Returns a stored request.
+#[utoipa::path(
+    get,
+    path = "/one/{id}",
+    params(("id" = String, Path, description = "The request id (20 digits)")),
+    responses(
+        (status = 200, description = "The stored request", body = StoredBody),
+        (status = 400, description = "Not a request id", body = ErrorBody),
+        (status = 404, description = "Unknown id", body = ErrorBody),
+        (status = 503, description = "Database unreachable", body = ErrorBody),
+    )
+)]
+pub async fn get_request(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    let id: Id = raw.parse().map_err(|_| ApiError::InvalidId(raw.clone()))?;
+    let stored = tokio::time::timeout(state.request_timeout, state.repo.get(id))
+        .await
+        .map_err(|_| ApiError::Unavailable(anyhow::anyhow!("database work exceeded {:?}", state.request_timeout)))??
+        .ok_or_else(|| ApiError::NotFound(raw))?;
+    let body = StoredBody {
+        request_id: stored.id.to_string(),
+        request: stored.request,
+        created_at: stored.created_at,
+        updated_at: stored.updated_at,
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+/// The OpenAPI document served at `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "cruncan service one", description = "Accepts requests and publishes them to Kafka."),
+    paths(create_request, get_request),
+    components(schemas(CreateRequestBody, CreatedBody, StoredBody, ErrorBody, cruncan_http::ErrorDetail))
+)]
+pub struct ApiDoc;

@@ -1,0 +1,270 @@
+//! The outbox relay: publishes committed outbox rows to Kafka, in order, and marks them sent only
+//! after the broker acknowledged them.
+//!
+//! - Several replicas may run: a batch is claimed with `FOR UPDATE SKIP LOCKED`, so two relays
+//!   never hold the same row.
+//! - It wakes on `LISTEN outbox` (a trigger NOTIFYs on insert), with a slow poll as a safety net.
+//! - At-least-once: a relay that dies after the broker acked a row but before its transaction
+//!   committed leaves the row pending, and the next relay publishes it again. Consumers
+//!   de-duplicate by request id.
+
+use crate::config::{KafkaSettings, OutboxSettings};
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use cruncan_kafka::Producer;
+use cruncan_shutdown::Shutdown;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram};
+use sqlx::postgres::PgListener;
+use sqlx::{PgPool, Postgres, Transaction};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// The relay's metrics.
+struct RelayMetrics {
+    pending: Arc<AtomicI64>,
+    latency: Histogram<f64>,
+    published: Counter<u64>,
+    failed: Counter<u64>,
+}
+
+impl RelayMetrics {
+    fn new() -> Self {
+        let meter = cruncan_telemetry::meter("one");
+        let pending = Arc::new(AtomicI64::new(0));
+        let observed = Arc::clone(&pending);
+        let _gauge = meter
+            .i64_observable_gauge("outbox.pending")
+            .with_description("Outbox rows not yet published")
+            .with_callback(move |obs| obs.observe(observed.load(Ordering::Relaxed), &[]))
+            .build();
+        Self {
+            pending,
+            latency: meter
+                .f64_histogram("outbox.publish.latency")
+                .with_unit("s")
+                .with_description("From the request's commit to the broker's acknowledgement")
+                .build(),
+            published: meter.u64_counter("outbox.published").with_description("Outbox rows published").build(),
+            failed: meter.u64_counter("outbox.publish.errors").with_description("Failed publish attempts").build(),
+        }
+    }
+}
+
+/// A claimed outbox row.
+#[derive(Debug, sqlx::FromRow)]
+struct Row {
+    id: i64,
+    topic: String,
+    key: String,
+    payload: Vec<u8>,
+    headers: sqlx::types::Json<BTreeMap<String, String>>,
+    created_at: DateTime<Utc>,
+}
+
+/// Publishes outbox rows; see the module docs.
+pub struct Relay {
+    pool: PgPool,
+    producer: Producer,
+    kafka: KafkaSettings,
+    cfg: OutboxSettings,
+    topic_ready: AtomicBool,
+    metrics: RelayMetrics,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// A relay over `pool` publishing with `producer`.
+    pub fn new(pool: PgPool, producer: Producer, kafka: KafkaSettings, cfg: OutboxSettings) -> Self {
+        Self { pool, producer, kafka, cfg, topic_ready: AtomicBool::new(false), metrics: RelayMetrics::new() }
+    }
+
+    // ANCHOR: relay_run
+    /// Runs until `shutdown`, then keeps draining pending rows for up to `drain_timeout_ms`.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut listener: Option<PgListener> = None;
+        let mut failures = 0u32;
+        while !shutdown.is_triggered() {
+            if listener.is_none() {
+                listener = self.listen().await;
+            }
+            let wait = match self.publish_batch().await {
+                Ok(n) if n as i64 >= self.cfg.batch_size => {
+                    failures = 0;
+                    continue; // a full batch: there is probably more
+                }
+                Ok(_) => {
+                    failures = 0;
+                    Duration::from_millis(self.cfg.poll_interval_ms)
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %format!("{e:#}"), failures, "outbox relay: publishing failed; will retry");
+                    Duration::from_millis((100u64 << failures.min(6)).min(5_000))
+                }
+            };
+            // Sleep until NOTIFY, the poll interval, or shutdown.
+            tokio::select! {
+                () = shutdown.wait() => break,
+                () = tokio::time::sleep(wait) => {}
+                notified = wait_notify(&mut listener), if listener.is_some() && failures == 0 => {
+                    if notified.is_err() {
+                        listener = None; // connection lost; reconnect on the next round
+                    }
+                }
+            }
+        }
+        self.drain().await;
+    }
+    // ANCHOR_END: relay_run
+
+    /// Publishes what is pending until nothing is or the drain deadline passes.
+    async fn drain(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.cfg.drain_timeout_ms);
+        loop {
+            let round = tokio::time::timeout_at(deadline, self.publish_batch()).await;
+            match round {
+                Ok(Ok(0)) => {
+                    tracing::info!("outbox drained");
+                    return;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %format!("{e:#}"), "outbox drain stopped; pending rows stay for the next start");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!("outbox drain deadline passed; pending rows stay for the next start");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let mut l = PgListener::connect_with(&self.pool).await.ok()?;
+        l.listen("outbox").await.ok()?;
+        Some(l)
+    }
+
+    // ANCHOR: publish_batch
+    /// Claims up to `batch_size` pending rows, publishes them, marks the acknowledged ones sent
+    /// and commits. Returns how many were published.
+    pub async fn publish_batch(&self) -> anyhow::Result<usize> {
+        self.ensure_topic().await?;
+        let mut tx = self.pool.begin().await.context("starting outbox transaction")?;
+        let published = self.claim_and_publish(&mut tx).await?;
+        if !published.is_empty() {
+            sqlx::query("UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY($1)")
+                .bind(&published)
+                .execute(&mut *tx)
+                .await
+                .context("marking outbox rows sent")?;
+        }
+        tx.commit().await.context("committing outbox transaction")?;
+        self.metrics.published.add(published.len() as u64, &[]);
+        if let Ok(n) = crate::repo::pending_outbox(&self.pool).await {
+            self.metrics.pending.store(n, Ordering::Relaxed);
+        }
+        Ok(published.len())
+    }
+
+    /// Claims pending rows inside `tx` (`FOR UPDATE SKIP LOCKED`) and publishes them in id order,
+    /// returning the ids the broker acknowledged. The rows stay locked, and pending, until the
+    /// caller marks them and commits — dropping `tx` instead is what a crash after publishing
+    /// looks like, and the rows are published again by the next relay.
+    pub async fn claim_and_publish(&self, tx: &mut Transaction<'static, Postgres>) -> anyhow::Result<Vec<i64>> {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, topic, key, payload, headers, created_at FROM outbox
+             WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(self.cfg.batch_size)
+        .fetch_all(&mut **tx)
+        .await
+        .context("claiming outbox rows")?;
+        // Sends are enqueued in id order; the idempotent producer keeps that order per partition.
+        let sends = rows.iter().map(|row| self.publish(row));
+        let results = futures::future::join_all(sends).await;
+        let mut acked = Vec::with_capacity(rows.len());
+        let mut first_error = None;
+        for (row, result) in rows.iter().zip(results) {
+            match result {
+                Ok(()) => acked.push(row.id),
+                Err(e) => {
+                    self.metrics.failed.add(1, &[]);
+                    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
+                        .bind(row.id)
+                        .bind(format!("{e:#}"))
+                        .execute(&mut **tx)
+                        .await
+                        .ok();
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if acked.is_empty() => Err(e),
+            _ => Ok(acked),
+        }
+    }
+    // ANCHOR_END: publish_batch
+
+    /// One row to Kafka, in a producer span that continues the HTTP request's trace.
+    async fn publish(&self, row: &Row) -> anyhow::Result<()> {
+        let headers: Vec<(String, Vec<u8>)> =
+            row.headers.0.iter().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect();
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = format!("publish {}", row.topic),
+            otel.kind = "producer",
+            messaging.system = "kafka",
+            messaging.operation.type = "send",
+            messaging.destination.name = %row.topic,
+            messaging.kafka.message.key = %row.key,
+            otel.status_code = tracing::field::Empty,
+        );
+        let parent = cruncan_telemetry::extract_context(&cruncan_kafka::KafkaHeaderExtractor(&headers));
+        let _ = span.set_parent(parent);
+        let sent = self.producer.send(&row.topic, row.key.as_bytes(), &row.payload, &headers).instrument(span.clone()).await;
+        match sent {
+            Ok(_) => {
+                let latency = (Utc::now() - row.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                self.metrics.latency.record(latency.max(0.0), &[KeyValue::new("messaging.destination.name", row.topic.clone())]);
+                Ok(())
+            }
+            Err(e) => {
+                span.record("otel.status_code", "ERROR");
+                Err(e)
+            }
+        }
+    }
+
+    async fn ensure_topic(&self) -> anyhow::Result<()> {
+        if self.topic_ready.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        cruncan_kafka::ensure_topic(&self.kafka.brokers, &self.kafka.topic, self.kafka.partitions, self.kafka.replication)
+            .await?;
+        self.topic_ready.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+async fn wait_notify(listener: &mut Option<PgListener>) -> anyhow::Result<()> {
+    match listener {
+        Some(l) => {
+            l.recv().await?;
+            Ok(())
+        }
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,266 @@
+//! The request repository: a trait, its PostgreSQL implementation (request row, outbox row and
+//! idempotency key in one transaction), and a tracing decorator.
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cruncan_id::Id;
+use cruncan_model::OneRequest;
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+use tracing::Instrument as _;
+
+/// A row of `request`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRequest {
+    /// The Snowflake id.
+    pub id: Id,
+    /// The request as accepted.
+    pub request: OneRequest,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A message to publish, written to the outbox with the request.
+#[derive(Debug, Clone)]
+pub struct OutboxRecord {
+    /// Destination topic.
+    pub topic: String,
+    /// Record key (the request id).
+    pub key: String,
+    /// Record value.
+    pub payload: Vec<u8>,
+    /// Record headers (`traceparent`, `tracestate`).
+    pub headers: BTreeMap<String, String>,
+}
+
+/// An `Idempotency-Key` and the hash of the body it came with.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    /// The client's key.
+    pub key: String,
+    /// SHA-256 of the canonical JSON body.
+    pub request_hash: String,
+}
+
+/// What `create` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// A new request was stored.
+    New,
+    /// The key was seen before with the same body: the first response, to send again.
+    Replay {
+        /// Status of the first response.
+        status: u16,
+        /// Body of the first response.
+        body: serde_json::Value,
+    },
+    /// The key was seen before with a different body.
+    KeyReused,
+}
+
+/// Why a repository call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// The database cannot be reached (connection refused, pool timeout): the client gets 503.
+    #[error("database unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// Anything else.
+    #[error(transparent)]
+    Other(anyhow::Error),
+}
+
+impl From<sqlx::Error> for RepoError {
+    fn from(e: sqlx::Error) -> Self {
+        let unavailable = match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+            // Class 08 (connection exception) and 57P0x (server shutting down).
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+            _ => false,
+        };
+        if unavailable { Self::Unavailable(e.into()) } else { Self::Other(e.into()) }
+    }
+}
+
+// ANCHOR: repository_trait
+/// Storage of requests. Behind a trait so handlers are tested with a fake and the tracing
+/// decorator wraps any implementation.
+#[async_trait]
+pub trait RequestRepository: Send + Sync + 'static {
+    /// Stores the request and its outbox record in one transaction; with an idempotency key,
+    /// stores the key and the response too, or reports the earlier outcome.
+    async fn create(
+        &self,
+        id: Id,
+        request: &OneRequest,
+        now: DateTime<Utc>,
+        outbox: &OutboxRecord,
+        idempotency: Option<&IdempotencyKey>,
+    ) -> Result<Created, RepoError>;
+
+    /// The stored request with this id.
+    async fn get(&self, id: Id) -> Result<Option<StoredRequest>, RepoError>;
+}
+// ANCHOR_END: repository_trait
+
+/// The PostgreSQL repository.
+#[derive(Debug, Clone)]
+pub struct PgRequestRepository {
+    pool: PgPool,
+}
+
+impl PgRequestRepository {
+    /// A repository over `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    async fn earlier_outcome(&self, key: &IdempotencyKey) -> Result<Option<Created>, RepoError> {
+        let row: Option<(String, i32, serde_json::Value)> = sqlx::query_as(
+            "SELECT request_hash, response_status, response_body FROM idempotency_key WHERE key = $1",
+        )
+        .bind(&key.key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(hash, status, body)| {
+            if hash == key.request_hash {
+                Created::Replay { status: u16::try_from(status).unwrap_or(201), body }
+            } else {
+                Created::KeyReused
+            }
+        }))
+    }
+}
+
+#[async_trait]
+impl RequestRepository for PgRequestRepository {
+    // ANCHOR: create_tx
+    async fn create(
+        &self,
+        id: Id,
+        request: &OneRequest,
+        now: DateTime<Utc>,
+        outbox: &OutboxRecord,
+        idempotency: Option<&IdempotencyKey>,
+    ) -> Result<Created, RepoError> {
+        // Fast path for a plain retry: the key is already stored.
+        if let Some(key) = idempotency
+            && let Some(earlier) = self.earlier_outcome(key).await?
+        {
+            return Ok(earlier);
+        }
+        let req_id = id.to_string();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO request (req_id, user_id, created_at, updated_at, req) VALUES ($1, $2, $3, $3, $4)")
+            .bind(&req_id)
+            .bind(&request.user_id)
+            .bind(now)
+            .bind(sqlx::types::Json(request))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO outbox (topic, key, payload, headers, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&outbox.topic)
+            .bind(&outbox.key)
+            .bind(&outbox.payload)
+            .bind(sqlx::types::Json(&outbox.headers))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(key) = idempotency {
+            // A concurrent request with the same key blocks here on the primary key until the
+            // first one commits; then it inserts nothing, rolls back its own rows and replays.
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_key (key, request_hash, response_status, response_body, req_id)
+                 VALUES ($1, $2, 201, $3, $4) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(&key.key)
+            .bind(&key.request_hash)
+            .bind(serde_json::json!({ "request_id": req_id }))
+            .bind(&req_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                tx.rollback().await?;
+                return self
+                    .earlier_outcome(key)
+                    .await?
+                    .ok_or_else(|| RepoError::Other(anyhow::anyhow!("idempotency key vanished after a conflict")));
+            }
+        }
+        tx.commit().await?;
+        Ok(Created::New)
+    }
+    // ANCHOR_END: create_tx
+
+    async fn get(&self, id: Id) -> Result<Option<StoredRequest>, RepoError> {
+        let row: Option<(sqlx::types::Json<OneRequest>, DateTime<Utc>, DateTime<Utc>)> =
+            sqlx::query_as("SELECT req, created_at, updated_at FROM request WHERE req_id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(req, created_at, updated_at)| StoredRequest { id, request: req.0, created_at, updated_at }))
+    }
+}
+
+// ANCHOR: traced_repository
+/// Wraps any repository in client spans (`one_request.create`, `one_request.get`) with database
+/// semantic-convention attributes; errors mark the span failed.
+#[derive(Debug, Clone)]
+pub struct TracedRepository<R>(pub R);
+
+#[async_trait]
+impl<R: RequestRepository> RequestRepository for TracedRepository<R> {
+    async fn create(
+        &self,
+        id: Id,
+        request: &OneRequest,
+        now: DateTime<Utc>,
+        outbox: &OutboxRecord,
+        idempotency: Option<&IdempotencyKey>,
+    ) -> Result<Created, RepoError> {
+        let span = db_span("one_request.create", "INSERT", id);
+        let result = self.0.create(id, request, now, outbox, idempotency).instrument(span.clone()).await;
+        record_outcome(&span, &result);
+        result
+    }
+
+    async fn get(&self, id: Id) -> Result<Option<StoredRequest>, RepoError> {
+        let span = db_span("one_request.get", "SELECT", id);
+        let result = self.0.get(id).instrument(span.clone()).await;
+        record_outcome(&span, &result);
+        result
+    }
+}
+
+fn db_span(name: &'static str, operation: &'static str, id: Id) -> tracing::Span {
+    tracing::info_span!(
+        "db",
+        otel.name = name,
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.operation.name = operation,
+        db.collection.name = "request",
+        request_id = %id,
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+fn record_outcome<T>(span: &tracing::Span, result: &Result<T, RepoError>) {
+    if let Err(e) = result {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", if matches!(e, RepoError::Unavailable(_)) { "unavailable" } else { "other" });
+    }
+}
+// ANCHOR_END: traced_repository
+
+/// Convenience for the relay and tests: rows in `outbox` not yet sent.
+pub async fn pending_outbox(pool: &PgPool) -> anyhow::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+        .fetch_one(pool)
+        .await
+        .context("counting pending outbox rows")
+}
