@@ -33,7 +33,8 @@ pub fn check_book(src_dir: &Path) -> anyhow::Result<Vec<Problem>> {
     let mut problems = Vec::new();
     let mut count = 0;
     for chapter in markdown_files(src_dir)? {
-        let text = std::fs::read_to_string(&chapter).with_context(|| format!("reading {}", chapter.display()))?;
+        let text =
+            std::fs::read_to_string(&chapter).with_context(|| format!("reading {}", chapter.display()))?;
         for include in includes(&text) {
             count += 1;
             if let Err(reason) = check_include(chapter.parent().unwrap_or(src_dir), include) {
@@ -95,7 +96,9 @@ fn check_include(base: &Path, include: &str) -> Result<(), String> {
     match (begin, finish) {
         (None, _) => Err(format!("anchor `{anchor}` not found in {}", file.display())),
         (Some(_), None) => Err(format!("anchor `{anchor}` has no ANCHOR_END in {}", file.display())),
-        (Some(b), Some(f)) if f <= b => Err(format!("anchor `{anchor}` ends before it starts in {}", file.display())),
+        (Some(b), Some(f)) if f <= b => {
+            Err(format!("anchor `{anchor}` ends before it starts in {}", file.display()))
+        }
         (Some(b), Some(f)) => {
             let body = lines[b + 1..f].iter().filter(|l| !l.contains("ANCHOR")).any(|l| !l.trim().is_empty());
             if body { Ok(()) } else { Err(format!("anchor `{anchor}` is empty in {}", file.display())) }

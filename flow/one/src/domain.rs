@@ -56,7 +56,10 @@ impl CreateRequestBody {
         check("user_id", &self.user_id, limits.max_user_id_len, true)?;
         check("prompt", &self.prompt, limits.max_prompt_len, true)?;
         if self.data.len() > limits.max_data_entries {
-            return Err(err("data", format!("must have at most {} entries, got {}", limits.max_data_entries, self.data.len())));
+            return Err(err(
+                "data",
+                format!("must have at most {} entries, got {}", limits.max_data_entries, self.data.len()),
+            ));
         }
         for (i, entry) in self.data.iter().enumerate() {
             check(&format!("data[{i}].key"), &entry.key, limits.max_data_key_len, true)?;
@@ -72,7 +75,13 @@ mod tests {
     use super::*;
 
     fn limits() -> Limits {
-        Limits { max_user_id_len: 5, max_prompt_len: 10, max_data_entries: 2, max_data_key_len: 3, max_data_value_len: 4 }
+        Limits {
+            max_user_id_len: 5,
+            max_prompt_len: 10,
+            max_data_entries: 2,
+            max_data_key_len: 3,
+            max_data_value_len: 4,
+        }
     }
 
     fn body(user_id: &str, prompt: &str, data: &[(&str, &str)]) -> CreateRequestBody {

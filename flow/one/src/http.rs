@@ -104,8 +104,12 @@ impl IntoResponse for ApiError {
         // The cause chain is logged once, here, inside the request's span; the client gets only
         // the message of the variant.
         match &self {
-            Self::Unavailable(cause) => tracing::warn!(error = %format!("{cause:#}"), "request failed: unavailable"),
-            Self::Unexpected(cause) => tracing::error!(error = %format!("{cause:#}"), "request failed: internal error"),
+            Self::Unavailable(cause) => {
+                tracing::warn!(error = %format!("{cause:#}"), "request failed: unavailable")
+            }
+            Self::Unexpected(cause) => {
+                tracing::error!(error = %format!("{cause:#}"), "request failed: internal error")
+            }
             other => tracing::info!(error = %other, code, "request rejected"),
         }
         let mut response = json_error(status, code, self.to_string());
@@ -212,7 +216,10 @@ async fn create(
         serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     let parsed: CreateRequestBody = serde_path_to_error::deserialize(&value).map_err(|e| {
         let field = e.path().to_string();
-        ValidationError { field: if field == "." { "body".into() } else { field }, message: e.inner().to_string() }
+        ValidationError {
+            field: if field == "." { "body".into() } else { field },
+            message: e.inner().to_string(),
+        }
     })?;
     let request = parsed.validate(&state.limits)?;
     let request = request.as_request();
@@ -234,13 +241,25 @@ async fn create(
         headers: trace_headers(),
     };
     let key = idempotency_key.map(|key| IdempotencyKey { key, request_hash: request_hash(request) });
-    let created = tokio::time::timeout(state.request_timeout, state.repo.create(id, request, now, &outbox, key.as_ref()))
-        .await
-        .map_err(|_| ApiError::Unavailable(anyhow::anyhow!("database work exceeded {:?}", state.request_timeout)))??;
+    let created = tokio::time::timeout(
+        state.request_timeout,
+        state.repo.create(id, request, now, &outbox, key.as_ref()),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::Unavailable(anyhow::anyhow!("database work exceeded {:?}", state.request_timeout))
+    })??;
     match created {
         Created::New => {
             tracing::info!(request_id = %id, "request accepted");
-            Ok((created_response(StatusCode::CREATED, &serde_json::json!({ "request_id": id.to_string() }), false), false))
+            Ok((
+                created_response(
+                    StatusCode::CREATED,
+                    &serde_json::json!({ "request_id": id.to_string() }),
+                    false,
+                ),
+                false,
+            ))
         }
         Created::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED);
@@ -288,7 +307,10 @@ fn request_hash(request: &OneRequest) -> String {
 }
 
 fn trace_headers() -> BTreeMap<String, String> {
-    cruncan_kafka::trace_headers().into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect()
+    cruncan_kafka::trace_headers()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect()
 }
 
 /// Returns a stored request.
@@ -303,11 +325,16 @@ fn trace_headers() -> BTreeMap<String, String> {
         (status = 503, description = "Database unreachable", body = ErrorBody),
     )
 )]
-pub async fn get_request(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+pub async fn get_request(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
     let id: Id = raw.parse().map_err(|_| ApiError::InvalidId(raw.clone()))?;
     let stored = tokio::time::timeout(state.request_timeout, state.repo.get(id))
         .await
-        .map_err(|_| ApiError::Unavailable(anyhow::anyhow!("database work exceeded {:?}", state.request_timeout)))??
+        .map_err(|_| {
+            ApiError::Unavailable(anyhow::anyhow!("database work exceeded {:?}", state.request_timeout))
+        })??
         .ok_or_else(|| ApiError::NotFound(raw))?;
     let body = StoredBody {
         request_id: stored.id.to_string(),
@@ -326,3 +353,140 @@ pub async fn get_request(State(state): State<AppState>, Path(raw): Path<String>)
     components(schemas(CreateRequestBody, CreatedBody, StoredBody, ErrorBody, cruncan_http::ErrorDetail))
 )]
 pub struct ApiDoc;
+
+#[cfg(test)]
+mod tests {
+    //! Handler logic with a fake repository: status mapping without a database.
+    use super::*;
+    use crate::repo::StoredRequest;
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::sync::Mutex;
+    use tower::ServiceExt as _;
+
+    /// Answers every `create` with the next scripted outcome and records what it was given.
+    struct FakeRepo {
+        outcomes: Mutex<Vec<Result<Created, RepoError>>>,
+        seen: Mutex<Vec<(OneRequest, OutboxRecord, Option<String>)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl RequestRepository for FakeRepo {
+        async fn create(
+            &self,
+            _id: Id,
+            request: &OneRequest,
+            _now: chrono::DateTime<Utc>,
+            outbox: &OutboxRecord,
+            key: Option<&IdempotencyKey>,
+        ) -> Result<Created, RepoError> {
+            self.seen.lock().unwrap().push((
+                request.clone(),
+                outbox.clone(),
+                key.map(|k| k.request_hash.clone()),
+            ));
+            self.outcomes.lock().unwrap().remove(0)
+        }
+        async fn get(&self, _id: Id) -> Result<Option<StoredRequest>, RepoError> {
+            Ok(None)
+        }
+    }
+
+    fn app(outcomes: Vec<Result<Created, RepoError>>) -> (Router, Arc<FakeRepo>) {
+        let repo = Arc::new(FakeRepo { outcomes: Mutex::new(outcomes), seen: Mutex::default() });
+        let state = AppState {
+            repo: repo.clone(),
+            ids: Arc::new(Generator::new(1)),
+            limits: Arc::new(Limits {
+                max_user_id_len: 10,
+                max_prompt_len: 10,
+                max_data_entries: 1,
+                max_data_key_len: 5,
+                max_data_value_len: 5,
+            }),
+            topic: "t".into(),
+            body_limit: 1024,
+            request_timeout: Duration::from_secs(1),
+            ready: Arc::new(|| Box::pin(async { Ok(()) })),
+            requests: cruncan_telemetry::meter("test").u64_counter("t").build(),
+        };
+        (router(state), repo)
+    }
+
+    async fn post(app: Router, body: &str, key: Option<&str>) -> (StatusCode, serde_json::Value) {
+        let mut req = Request::post("/one").header("content-type", "application/json");
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        let resp = app.oneshot(req.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    const OK: &str = r#"{"user_id":"u","prompt":"p"}"#;
+
+    #[tokio::test]
+    async fn repository_outcomes_map_to_statuses() {
+        let unavailable = RepoError::Unavailable(anyhow::anyhow!("connection refused at 10.0.0.5:5432"));
+        let broken = RepoError::Other(anyhow::anyhow!("relation \"request\" does not exist"));
+        let cases: Vec<(Result<Created, RepoError>, StatusCode, &str)> = vec![
+            (Ok(Created::New), StatusCode::CREATED, ""),
+            (Ok(Created::KeyReused), StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            (Err(unavailable), StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            (Err(broken), StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        ];
+        for (outcome, status, code) in cases {
+            let (app, _) = app(vec![outcome]);
+            let (got, body) = post(app, OK, Some("k")).await;
+            assert_eq!(got, status);
+            if !code.is_empty() {
+                assert_eq!(body["error"]["code"], code);
+                let text = body.to_string();
+                assert!(
+                    !text.contains("10.0.0.5") && !text.contains("relation"),
+                    "no internals leak: {text}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn replay_returns_the_stored_response() {
+        let stored = serde_json::json!({"request_id": "00000000000000000007"});
+        let (app, _) = app(vec![Ok(Created::Replay { status: 201, body: stored.clone() })]);
+        let (status, body) = post(app, OK, Some("k")).await;
+        assert_eq!((status, body), (StatusCode::CREATED, stored));
+    }
+
+    #[tokio::test]
+    async fn the_outbox_record_is_the_event_keyed_by_the_id() {
+        let (app, repo) = app(vec![Ok(Created::New)]);
+        let (status, body) = post(app, r#"{"user_id":"u","prompt":"p","extra":1}"#, None).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let seen = repo.seen.lock().unwrap();
+        let (request, outbox, key) = &seen[0];
+        assert_eq!(request, &OneRequest { user_id: "u".into(), prompt: "p".into(), data: vec![] });
+        assert_eq!(outbox.key, body["request_id"].as_str().unwrap());
+        let event: OneRequestEvent = serde_json::from_slice(&outbox.payload).unwrap();
+        assert_eq!(event.request_id, outbox.key);
+        assert!(key.is_none());
+    }
+
+    #[test]
+    fn the_hash_ignores_key_order_and_unknown_fields() {
+        let a: CreateRequestBody = serde_json::from_str(r#"{"user_id":"u","prompt":"p","x":1}"#).unwrap();
+        let b: CreateRequestBody = serde_json::from_str(r#"{"prompt":"p","user_id":"u"}"#).unwrap();
+        let c: CreateRequestBody = serde_json::from_str(r#"{"prompt":"q","user_id":"u"}"#).unwrap();
+        let limits = Limits {
+            max_user_id_len: 9,
+            max_prompt_len: 9,
+            max_data_entries: 1,
+            max_data_key_len: 1,
+            max_data_value_len: 1,
+        };
+        let h = |b: CreateRequestBody| request_hash(b.validate(&limits).unwrap().as_request());
+        assert_eq!(h(a.clone()), h(b));
+        assert_ne!(h(a), h(c));
+    }
+}

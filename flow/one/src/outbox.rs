@@ -49,8 +49,14 @@ impl RelayMetrics {
                 .with_unit("s")
                 .with_description("From the request's commit to the broker's acknowledgement")
                 .build(),
-            published: meter.u64_counter("outbox.published").with_description("Outbox rows published").build(),
-            failed: meter.u64_counter("outbox.publish.errors").with_description("Failed publish attempts").build(),
+            published: meter
+                .u64_counter("outbox.published")
+                .with_description("Outbox rows published")
+                .build(),
+            failed: meter
+                .u64_counter("outbox.publish.errors")
+                .with_description("Failed publish attempts")
+                .build(),
         }
     }
 }
@@ -97,7 +103,16 @@ impl Relay {
             if listener.is_none() {
                 listener = self.listen().await;
             }
-            let wait = match self.publish_batch().await {
+            // Creating the topic touches no row, so it may be abandoned when shutdown comes.
+            let ensured = tokio::select! {
+                () = shutdown.wait() => break,
+                ensured = self.ensure_topic() => ensured,
+            };
+            let published = match ensured {
+                Ok(()) => self.publish_batch().await,
+                Err(e) => Err(e),
+            };
+            let wait = match published {
                 Ok(n) if n as i64 >= self.cfg.batch_size => {
                     failures = 0;
                     continue; // a full batch: there is probably more
@@ -182,7 +197,10 @@ impl Relay {
     /// returning the ids the broker acknowledged. The rows stay locked, and pending, until the
     /// caller marks them and commits — dropping `tx` instead is what a crash after publishing
     /// looks like, and the rows are published again by the next relay.
-    pub async fn claim_and_publish(&self, tx: &mut Transaction<'static, Postgres>) -> anyhow::Result<Vec<i64>> {
+    pub async fn claim_and_publish(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+    ) -> anyhow::Result<Vec<i64>> {
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, topic, key, payload, headers, created_at FROM outbox
              WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
@@ -234,11 +252,18 @@ impl Relay {
         );
         let parent = cruncan_telemetry::extract_context(&cruncan_kafka::KafkaHeaderExtractor(&headers));
         let _ = span.set_parent(parent);
-        let sent = self.producer.send(&row.topic, row.key.as_bytes(), &row.payload, &headers).instrument(span.clone()).await;
+        let sent = self
+            .producer
+            .send(&row.topic, row.key.as_bytes(), &row.payload, &headers)
+            .instrument(span.clone())
+            .await;
         match sent {
             Ok(_) => {
                 let latency = (Utc::now() - row.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-                self.metrics.latency.record(latency.max(0.0), &[KeyValue::new("messaging.destination.name", row.topic.clone())]);
+                self.metrics.latency.record(
+                    latency.max(0.0),
+                    &[KeyValue::new("messaging.destination.name", row.topic.clone())],
+                );
                 Ok(())
             }
             Err(e) => {
@@ -252,8 +277,13 @@ impl Relay {
         if self.topic_ready.load(Ordering::Relaxed) {
             return Ok(());
         }
-        cruncan_kafka::ensure_topic(&self.kafka.brokers, &self.kafka.topic, self.kafka.partitions, self.kafka.replication)
-            .await?;
+        cruncan_kafka::ensure_topic(
+            &self.kafka.brokers,
+            &self.kafka.topic,
+            self.kafka.partitions,
+            self.kafka.replication,
+        )
+        .await?;
         self.topic_ready.store(true, Ordering::Relaxed);
         Ok(())
     }

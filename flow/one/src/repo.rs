@@ -75,9 +75,16 @@ pub enum RepoError {
 impl From<sqlx::Error> for RepoError {
     fn from(e: sqlx::Error) -> Self {
         let unavailable = match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => true,
             // Class 08 (connection exception) and 57P0x (server shutting down).
-            sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+            sqlx::Error::Database(db) => {
+                db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P0"))
+            }
             _ => false,
         };
         if unavailable { Self::Unavailable(e.into()) } else { Self::Other(e.into()) }
@@ -153,21 +160,25 @@ impl RequestRepository for PgRequestRepository {
         }
         let req_id = id.to_string();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO request (req_id, user_id, created_at, updated_at, req) VALUES ($1, $2, $3, $3, $4)")
-            .bind(&req_id)
-            .bind(&request.user_id)
-            .bind(now)
-            .bind(sqlx::types::Json(request))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO outbox (topic, key, payload, headers, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&outbox.topic)
-            .bind(&outbox.key)
-            .bind(&outbox.payload)
-            .bind(sqlx::types::Json(&outbox.headers))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO request (req_id, user_id, created_at, updated_at, req) VALUES ($1, $2, $3, $3, $4)",
+        )
+        .bind(&req_id)
+        .bind(&request.user_id)
+        .bind(now)
+        .bind(sqlx::types::Json(request))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO outbox (topic, key, payload, headers, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&outbox.topic)
+        .bind(&outbox.key)
+        .bind(&outbox.payload)
+        .bind(sqlx::types::Json(&outbox.headers))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         if let Some(key) = idempotency {
             // A concurrent request with the same key blocks here on the primary key until the
             // first one commits; then it inserts nothing, rolls back its own rows and replays.
@@ -184,10 +195,9 @@ impl RequestRepository for PgRequestRepository {
             .rows_affected();
             if inserted == 0 {
                 tx.rollback().await?;
-                return self
-                    .earlier_outcome(key)
-                    .await?
-                    .ok_or_else(|| RepoError::Other(anyhow::anyhow!("idempotency key vanished after a conflict")));
+                return self.earlier_outcome(key).await?.ok_or_else(|| {
+                    RepoError::Other(anyhow::anyhow!("idempotency key vanished after a conflict"))
+                });
             }
         }
         tx.commit().await?;
@@ -201,7 +211,12 @@ impl RequestRepository for PgRequestRepository {
                 .bind(id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.map(|(req, created_at, updated_at)| StoredRequest { id, request: req.0, created_at, updated_at }))
+        Ok(row.map(|(req, created_at, updated_at)| StoredRequest {
+            id,
+            request: req.0,
+            created_at,
+            updated_at,
+        }))
     }
 }
 
@@ -252,7 +267,10 @@ fn db_span(name: &'static str, operation: &'static str, id: Id) -> tracing::Span
 fn record_outcome<T>(span: &tracing::Span, result: &Result<T, RepoError>) {
     if let Err(e) = result {
         span.record("otel.status_code", "ERROR");
-        span.record("error.type", if matches!(e, RepoError::Unavailable(_)) { "unavailable" } else { "other" });
+        span.record(
+            "error.type",
+            if matches!(e, RepoError::Unavailable(_)) { "unavailable" } else { "other" },
+        );
     }
 }
 // ANCHOR_END: traced_repository

@@ -176,17 +176,22 @@ pub fn local_test_settings() -> anyhow::Result<DatabaseSettings> {
 pub async fn create_test_database(base: &DatabaseSettings) -> anyhow::Result<DatabaseSettings> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let name = format!("t_{now}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let mut conn = base.server_options().database("postgres").connect().await.context("connecting to PostgreSQL")?;
-    let old: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 't\\_%\\_%'")
-        .fetch_all(&mut conn)
-        .await?;
+    let mut conn =
+        base.server_options().database("postgres").connect().await.context("connecting to PostgreSQL")?;
+    let old: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 't\\_%\\_%'")
+            .fetch_all(&mut conn)
+            .await?;
     for db in old {
         let created = db.split('_').nth(1).and_then(|t| t.parse::<u64>().ok()).unwrap_or(u64::MAX);
         if created.saturating_add(3600) < now {
             let _ = sqlx::query(ddl("DROP DATABASE IF EXISTS", &db, "WITH (FORCE)")).execute(&mut conn).await;
         }
     }
-    sqlx::query(ddl("CREATE DATABASE", &name, "")).execute(&mut conn).await.context("creating test database")?;
+    sqlx::query(ddl("CREATE DATABASE", &name, ""))
+        .execute(&mut conn)
+        .await
+        .context("creating test database")?;
     conn.close().await.ok();
     Ok(DatabaseSettings { name, ..base.clone() })
 }
@@ -200,7 +205,10 @@ mod tests {
     fn url_overrides_fields_and_decodes_the_password() {
         let mut s = local_test_settings().unwrap();
         s.apply_url("postgres://app:p%40ss%3Aw0rd@db.internal:6543/orders").unwrap();
-        assert_eq!((s.host.as_str(), s.port, s.username.as_str(), s.name.as_str()), ("db.internal", 6543, "app", "orders"));
+        assert_eq!(
+            (s.host.as_str(), s.port, s.username.as_str(), s.name.as_str()),
+            ("db.internal", 6543, "app", "orders")
+        );
         assert_eq!(s.password.expose_secret(), "p@ss:w0rd");
         assert!(!format!("{s:?}").contains("p@ss"), "password must not print");
         assert!(s.apply_url("not a url").is_err());

@@ -53,7 +53,9 @@ fn duration_histogram() -> &'static Histogram<f64> {
             .f64_histogram("http.server.request.duration")
             .with_unit("s")
             .with_description("Duration of HTTP server requests")
-            .with_boundaries(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            .with_boundaries(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
             .build()
     })
 }
@@ -112,7 +114,11 @@ pub async fn json_method_not_allowed(req: Request, next: Next) -> Response {
         return response;
     }
     let allow = response.headers().get(header::ALLOW).cloned();
-    let mut json = json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed here"));
+    let mut json = json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed here"),
+    );
     if let Some(allow) = allow {
         json.headers_mut().insert(header::ALLOW, allow);
     }
@@ -120,7 +126,8 @@ pub async fn json_method_not_allowed(req: Request, next: Next) -> Response {
 }
 
 /// A readiness check: resolves `Ok` when every dependency answers.
-pub type ReadinessCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send + Sync>;
+pub type ReadinessCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send + Sync>;
 
 // ANCHOR: health_routes
 /// `/healthz` (the process is alive) and `/readyz` (its dependencies answer; 503 naming the
@@ -146,7 +153,11 @@ pub fn health_routes(ready: ReadinessCheck) -> Router {
 
 /// Serves `router` on `listener` until `shutdown` fires, then stops accepting and waits for
 /// in-flight requests.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     axum::serve(listener, router).with_graceful_shutdown(shutdown.wait()).await?;
     Ok(())
 }
@@ -188,8 +199,10 @@ mod tests {
 
     #[tokio::test]
     async fn readyz_names_the_failing_dependency() {
-        let ready: ReadinessCheck = Arc::new(|| Box::pin(async { anyhow::bail!("database: connection refused") }));
-        let r = health_routes(ready).oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
+        let ready: ReadinessCheck =
+            Arc::new(|| Box::pin(async { anyhow::bail!("database: connection refused") }));
+        let r =
+            health_routes(ready).oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(body_of(r).await.error.message.contains("database"));
     }

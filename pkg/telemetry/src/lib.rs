@@ -90,6 +90,17 @@ impl TelemetryGuard {
         self.logger.is_some()
     }
 
+    /// Exports everything recorded so far without stopping (tests; blocks on the exporters).
+    pub fn force_flush(&self) {
+        let _ = self.tracer.force_flush();
+        if let Some(logger) = &self.logger {
+            let _ = logger.force_flush();
+        }
+        if let Some(meter) = &self.meter {
+            let _ = meter.force_flush();
+        }
+    }
+
     // ANCHOR: guard_shutdown
     /// Flushes and stops, in order: traces (the spans of the work that just ended), logs, then
     /// metrics (whose final export then includes the counts of that work).
