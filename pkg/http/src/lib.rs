@@ -5,7 +5,10 @@
 //!   `http.server.request.duration` histogram;
 //! - [`ApiError`] body shape `{"error": {"code", "message"}}` and [`json_error`];
 //! - JSON 404 and 405 (keeping `Allow`) instead of axum's empty bodies;
-//! - `/healthz` and `/readyz` routes; [`serve`] with graceful shutdown.
+//! - `/healthz` and `/readyz` routes; [`serve`] with graceful shutdown;
+//! - [`client::send_traced`]: outgoing requests in client spans that carry the trace.
+
+pub mod client;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -100,6 +103,11 @@ pub async fn telemetry_middleware(req: Request, next: Next) -> Response {
     response
 }
 // ANCHOR_END: telemetry_middleware
+
+/// Injects the current span's trace context into outgoing headers.
+fn inject_into(headers: &mut reqwest::header::HeaderMap) {
+    cruncan_telemetry::inject_current_into_http_headers(headers);
+}
 
 /// Fallback for unknown routes: JSON 404.
 pub async fn not_found() -> Response {
