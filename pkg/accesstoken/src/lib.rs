@@ -190,7 +190,9 @@ impl TokenCache {
             .build()
             .map_err(TokenError::Transport)?;
         let outcome = async {
-            let response = cruncan_http::client::send_traced(&self.http, request).await.map_err(TokenError::Transport)?;
+            let response = cruncan_http::client::send_traced(&self.http, request)
+                .await
+                .map_err(TokenError::Transport)?;
             let status = response.status();
             if !status.is_success() {
                 return Err(TokenError::Status { status: status.as_u16() });
@@ -202,7 +204,12 @@ impl TokenCache {
             let margin = Duration::from_secs(s.refresh_margin_secs);
             // A lifetime shorter than the margin: refresh at half-life instead of never caching.
             let refresh_after = if expires_in > margin { expires_in - margin } else { expires_in / 2 };
-            Ok(Token { value: Secret::from(parsed.access_token), expires_in, refresh_after, fetched_at: Instant::now() })
+            Ok(Token {
+                value: Secret::from(parsed.access_token),
+                expires_in,
+                refresh_after,
+                fetched_at: Instant::now(),
+            })
         }
         .await;
         let label = match &outcome {
@@ -211,7 +218,9 @@ impl TokenCache {
         };
         self.fetches.add(1, &[KeyValue::new("outcome", label)]);
         match &outcome {
-            Ok(t) => tracing::info!(expires_in = ?t.expires_in, refresh_after = ?t.refresh_after, "access token fetched"),
+            Ok(t) => {
+                tracing::info!(expires_in = ?t.expires_in, refresh_after = ?t.refresh_after, "access token fetched")
+            }
             Err(e) => tracing::warn!(error = %e, "access token fetch failed"),
         }
         outcome

@@ -19,8 +19,9 @@ fn settings(server: &MockServer, margin: u64) -> TokenSettings {
 }
 
 fn token_response(token: &str, expires_in: serde_json::Value) -> ResponseTemplate {
-    ResponseTemplate::new(200)
-        .set_body_json(serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": expires_in}))
+    ResponseTemplate::new(200).set_body_json(
+        serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": expires_in}),
+    )
 }
 
 #[tokio::test]
@@ -94,7 +95,10 @@ async fn a_rejected_token_is_dropped_once() {
         .up_to_n_times(1)
         .mount(&server)
         .await;
-    Mock::given(path("/v2/oauth/token")).respond_with(token_response("new", serde_json::json!(3600))).mount(&server).await;
+    Mock::given(path("/v2/oauth/token"))
+        .respond_with(token_response("new", serde_json::json!(3600)))
+        .mount(&server)
+        .await;
     let cache = TokenCache::new(reqwest::Client::new(), settings(&server, 30));
     let old = cache.token().await.unwrap();
     cache.reject(&old).await;
@@ -109,9 +113,20 @@ async fn a_rejected_token_is_dropped_once() {
 #[tokio::test]
 async fn errors_say_whether_retrying_helps_and_nothing_prints_the_secret() {
     let server = MockServer::start().await;
-    Mock::given(path("/v2/oauth/token")).respond_with(ResponseTemplate::new(503)).up_to_n_times(1).mount(&server).await;
-    Mock::given(path("/v2/oauth/token")).respond_with(ResponseTemplate::new(401)).up_to_n_times(1).mount(&server).await;
-    Mock::given(path("/v2/oauth/token")).respond_with(ResponseTemplate::new(200).set_body_string("{}")).mount(&server).await;
+    Mock::given(path("/v2/oauth/token"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/v2/oauth/token"))
+        .respond_with(ResponseTemplate::new(401))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/v2/oauth/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{}"))
+        .mount(&server)
+        .await;
     let cache = TokenCache::new(reqwest::Client::new(), settings(&server, 30));
     let e = cache.token().await.unwrap_err();
     assert!(matches!(*e, TokenError::Status { status: 503 }) && e.is_retryable());

@@ -15,7 +15,9 @@ fn duration_histogram() -> &'static Histogram<f64> {
             .f64_histogram("http.client.request.duration")
             .with_unit("s")
             .with_description("Duration of outgoing HTTP requests")
-            .with_boundaries(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            .with_boundaries(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
             .build()
     })
 }
@@ -23,7 +25,10 @@ fn duration_histogram() -> &'static Histogram<f64> {
 // ANCHOR: send_traced
 /// Sends `request` inside a client span that is a child of the current span. Headers are never
 /// recorded (they carry `Authorization`); the URL is recorded without its query string.
-pub async fn send_traced(client: &reqwest::Client, mut request: reqwest::Request) -> reqwest::Result<reqwest::Response> {
+pub async fn send_traced(
+    client: &reqwest::Client,
+    mut request: reqwest::Request,
+) -> reqwest::Result<reqwest::Response> {
     let method = request.method().as_str().to_owned();
     let url = request.url().clone();
     let span = tracing::info_span!(
@@ -56,7 +61,13 @@ pub async fn send_traced(client: &reqwest::Client, mut request: reqwest::Request
             attrs.push(KeyValue::new("http.response.status_code", i64::from(status)));
         }
         Err(e) => {
-            let kind = if e.is_timeout() { "timeout" } else if e.is_connect() { "connect" } else { "transport" };
+            let kind = if e.is_timeout() {
+                "timeout"
+            } else if e.is_connect() {
+                "connect"
+            } else {
+                "transport"
+            };
             span.record("error.type", kind);
             span.record("otel.status_code", "ERROR");
             attrs.push(KeyValue::new("error.type", kind));

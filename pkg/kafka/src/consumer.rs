@@ -387,11 +387,16 @@ fn to_owned(m: &rdkafka::message::BorrowedMessage<'_>) -> Message {
 
 /// Same partition and key → same lane, so per-key order holds; keyless messages go by partition.
 fn lane_of(msg: &Message, lanes: usize) -> usize {
+    lane_for(&msg.topic, msg.partition, msg.key.as_deref(), lanes)
+}
+
+/// The lane (of `lanes`) that handles messages with this topic, partition and key.
+pub fn lane_for(topic: &str, partition: i32, key: Option<&[u8]>, lanes: usize) -> usize {
     let mut h = DefaultHasher::new();
-    msg.topic.hash(&mut h);
-    msg.partition.hash(&mut h);
-    msg.key.hash(&mut h);
-    (h.finish() % lanes as u64) as usize
+    topic.hash(&mut h);
+    partition.hash(&mut h);
+    key.map(<[u8]>::to_vec).hash(&mut h);
+    (h.finish() % lanes.max(1) as u64) as usize
 }
 
 struct Lane<H> {
@@ -457,11 +462,11 @@ impl<H: Handler> Lane<H> {
                 };
                 match err {
                     HandlerError::Permanent(error) => {
-                        tracing::warn!(error = %format!("{error:#}"), attempt, "permanent failure; dead-lettering");
+                        tracing::warn!(error = %format!("{error:#}"), attempt, key = %msg.key_str(), "permanent failure; dead-lettering");
                         return (self.dead_letter(msg, &format!("{error:#}"), "permanent", attempt).await, "dead_letter");
                     }
                     HandlerError::Retryable { error, .. } if attempt >= self.cfg.max_attempts => {
-                        tracing::warn!(error = %format!("{error:#}"), attempt, "retries exhausted; dead-lettering");
+                        tracing::warn!(error = %format!("{error:#}"), attempt, key = %msg.key_str(), "retries exhausted; dead-lettering");
                         return (
                             self.dead_letter(msg, &format!("{error:#}"), "retries-exhausted", attempt).await,
                             "dead_letter",
@@ -470,7 +475,7 @@ impl<H: Handler> Lane<H> {
                     HandlerError::Retryable { error, retry_after } => {
                         self.metrics.processed.add(1, &[KeyValue::new("outcome", "retry")]);
                         let delay = retry_after.unwrap_or_else(|| backoff(&self.cfg, attempt));
-                        tracing::info!(error = %format!("{error:#}"), attempt, ?delay, "retryable failure; retrying");
+                        tracing::info!(error = %format!("{error:#}"), attempt, ?delay, key = %msg.key_str(), "retryable failure; retrying");
                         tokio::select! {
                             () = self.stop.wait() => return (Finished::Abandoned, "abandoned"),
                             () = tokio::time::sleep(delay) => {}

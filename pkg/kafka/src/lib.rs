@@ -12,7 +12,7 @@ mod consumer;
 mod headers;
 mod producer;
 
-pub use consumer::{Consumer, ConsumerConfig, DeadLetterHeaders, Handler, HandlerError, Message};
+pub use consumer::{Consumer, ConsumerConfig, DeadLetterHeaders, Handler, HandlerError, Message, lane_for};
 pub use headers::{KafkaHeaderExtractor, KafkaHeaderInjector, trace_headers};
 pub use producer::{Delivery, Producer, ProducerConfig};
 

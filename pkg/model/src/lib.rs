@@ -80,3 +80,14 @@ mod tests {
         assert_eq!(back, event);
     }
 }
+
+/// The body two posts to the third party's `POST /three`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreeRequest {
+    /// The request id (also sent as `Idempotency-Key`).
+    pub id: String,
+    /// Where the request came from (topic, partition, offset), for the third party's support.
+    pub metadata: String,
+    /// The request as the client sent it.
+    pub one_request: OneRequest,
+}

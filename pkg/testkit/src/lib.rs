@@ -3,6 +3,10 @@
 //! - [`OtlpReceiver`]: an in-process OTLP/HTTP (protobuf) receiver, so a test proves that spans,
 //!   logs and metrics really leave the process through the exporter, with the right trace id.
 //! - [`unique_name`]: names for topics, consumer groups and databases, so tests never share state.
+//! - [`TcpProxy`]: cut a real service off and restore it; [`read_topic`], [`committed_offset`]:
+//!   what really reached Kafka; [`global_telemetry`]: the test binary's telemetry pipeline.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a panic is a test failure report
 
 use anyhow::Context as _;
 use axum::Router;
@@ -20,6 +24,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::message::{Headers as _, Message as _};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -406,5 +412,133 @@ impl TcpProxy {
     /// Accepts connections again.
     pub fn restore(&self) {
         self.state.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The test binary's one telemetry pipeline (the subscriber is process-global), exporting to an
+/// in-process receiver and writing JSON logs to a capture.
+#[derive(Debug)]
+pub struct TestTelemetry {
+    /// Where spans, logs and metrics arrive.
+    pub receiver: OtlpReceiver,
+    /// Flush with `guard.force_flush()` (from `spawn_blocking`) before asserting.
+    pub guard: cruncan_telemetry::TelemetryGuard,
+    /// The JSON log lines.
+    pub logs: LogCapture,
+}
+
+/// Installs (once) and returns the test binary's telemetry, with `service` as `service.name`.
+pub fn global_telemetry(service: &str) -> &'static TestTelemetry {
+    static T: std::sync::OnceLock<TestTelemetry> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        let receiver = OtlpReceiver::start_background().unwrap_or_else(|e| panic!("OTLP receiver: {e:#}"));
+        let logs = LogCapture::default();
+        let cfg = cruncan_telemetry::TelemetryConfig {
+            otlp: cruncan_telemetry::Otlp::HttpEndpoint(receiver.endpoint()),
+            log_filter: "info,sqlx=warn".into(),
+            ..cruncan_telemetry::TelemetryConfig::new(service, "test")
+        };
+        let guard = cruncan_telemetry::init_telemetry_with_writer(&cfg, logs.clone())
+            .unwrap_or_else(|e| panic!("telemetry: {e:#}"));
+        TestTelemetry { receiver, guard, logs }
+    })
+}
+
+/// Kafka brokers of the local stack, or `KAFKA_BROKERS`.
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".to_owned())
+}
+
+/// A record read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: String,
+    pub payload: serde_json::Value,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Record {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads `topic` from the beginning until `want` records arrived, then `settle` longer to catch
+/// duplicates; panics with what it saw after `timeout`.
+pub async fn read_topic(topic: &str, want: usize, timeout: Duration, settle: Duration) -> Vec<Record> {
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique_name("one-test-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut settle_until: Option<tokio::time::Instant> = None;
+    loop {
+        let until = settle_until.unwrap_or(deadline);
+        match tokio::time::timeout_at(until, consumer.recv()).await {
+            Ok(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Record {
+                    key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                    payload: serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default(),
+                    headers,
+                });
+                if out.len() >= want && settle_until.is_none() {
+                    settle_until = Some(tokio::time::Instant::now() + settle);
+                }
+            }
+            // The topic appears when the relay first publishes.
+            Ok(Err(e)) if e.to_string().contains("UnknownTopicOrPartition") => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(Err(e)) => panic!("kafka error reading {topic}: {e}"),
+            Err(_) if settle_until.is_some() => return out,
+            Err(_) => panic!("expected {want} records on {topic} within {timeout:?}, got {}", out.len()),
+        }
+    }
+}
+
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The offset committed by `group` for partition `partition` of `topic` (`None`: nothing yet).
+pub fn committed_offset(group: &str, topic: &str, partition: i32) -> Option<i64> {
+    use rdkafka::consumer::Consumer as _;
+    let probe: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .create()
+        .ok()?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let committed = probe.committed_offsets(tpl, Duration::from_secs(10)).ok()?;
+    match committed.find_partition(topic, partition)?.offset() {
+        rdkafka::Offset::Offset(o) => Some(o),
+        _ => None,
     }
 }

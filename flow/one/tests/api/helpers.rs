@@ -2,41 +2,13 @@
 
 use clap::Parser as _;
 use cruncan_db::DatabaseSettings;
-use cruncan_kafka::LOCAL_BROKERS;
 use cruncan_shutdown::Shutdown;
-use cruncan_telemetry::{Otlp, TelemetryConfig, TelemetryGuard};
-use cruncan_testkit::{LogCapture, OtlpReceiver, unique_name};
+pub use cruncan_testkit::{brokers, read_topic, unique_name, wait_until};
 use one::{Cli, Settings};
-use rdkafka::consumer::{Consumer as _, StreamConsumer};
-use rdkafka::message::{Headers as _, Message as _};
 use sqlx::PgPool;
-use std::sync::OnceLock;
-use std::time::Duration;
 
-/// The test binary's one telemetry pipeline, exporting to an in-process receiver.
-pub struct Telemetry {
-    pub receiver: OtlpReceiver,
-    pub guard: TelemetryGuard,
-    pub logs: LogCapture,
-}
-
-pub fn telemetry() -> &'static Telemetry {
-    static T: OnceLock<Telemetry> = OnceLock::new();
-    T.get_or_init(|| {
-        let receiver = OtlpReceiver::start_background().unwrap();
-        let logs = LogCapture::default();
-        let cfg = TelemetryConfig {
-            otlp: Otlp::HttpEndpoint(receiver.endpoint()),
-            log_filter: "info,sqlx=warn".into(),
-            ..TelemetryConfig::new("one", "test")
-        };
-        let guard = cruncan_telemetry::init_telemetry_with_writer(&cfg, logs.clone()).unwrap();
-        Telemetry { receiver, guard, logs }
-    })
-}
-
-pub fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| LOCAL_BROKERS.to_owned())
+pub fn telemetry() -> &'static cruncan_testkit::TestTelemetry {
+    cruncan_testkit::global_telemetry("one")
 }
 
 pub async fn test_database() -> DatabaseSettings {
@@ -128,81 +100,4 @@ impl TestApp {
 
 pub fn valid_body() -> serde_json::Value {
     serde_json::json!({"user_id": "user-1", "prompt": "summarise this", "data": [{"key": "lang", "value": "en"}]})
-}
-
-/// A record read back from Kafka.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub key: String,
-    pub payload: serde_json::Value,
-    pub headers: Vec<(String, String)>,
-}
-
-impl Record {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads `topic` from the beginning until `want` records arrived, then `settle` longer to catch
-/// duplicates; panics with what it saw after `timeout`.
-pub async fn read_topic(topic: &str, want: usize, timeout: Duration, settle: Duration) -> Vec<Record> {
-    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", unique_name("one-test-reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut settle_until: Option<tokio::time::Instant> = None;
-    loop {
-        let until = settle_until.unwrap_or(deadline);
-        match tokio::time::timeout_at(until, consumer.recv()).await {
-            Ok(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|hs| {
-                        hs.iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_owned(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push(Record {
-                    key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-                    payload: serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default(),
-                    headers,
-                });
-                if out.len() >= want && settle_until.is_none() {
-                    settle_until = Some(tokio::time::Instant::now() + settle);
-                }
-            }
-            // The topic appears when the relay first publishes.
-            Ok(Err(e)) if e.to_string().contains("UnknownTopicOrPartition") => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Ok(Err(e)) => panic!("kafka error reading {topic}: {e}"),
-            Err(_) if settle_until.is_some() => return out,
-            Err(_) => panic!("expected {want} records on {topic} within {timeout:?}, got {}", out.len()),
-        }
-    }
-}
-
-pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

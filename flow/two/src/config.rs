@@ -1,0 +1,145 @@
+//! Settings of service two: `config/*.yaml`, `APP_*` variables, then these flags.
+
+use clap::Parser;
+use cruncan_accesstoken::TokenSettings;
+use cruncan_config::{ConfigArgs, Sources};
+use cruncan_db::DatabaseSettings;
+use serde::Deserialize;
+
+/// Service two: consumes request events from Kafka, gets an OAuth2 token and posts each request
+/// to the third party, with retries, a dead-letter topic and de-duplication.
+///
+/// Settings come from config/base.yaml, config/<environment>.yaml and APP_* environment
+/// variables (APP_KAFKA__CONCURRENCY=32); the flags below override them.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "two", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Admin (health) address [config: admin.host]
+    #[arg(long)]
+    pub admin_host: Option<String>,
+    /// Admin (health) port, 0 for any free port [config: admin.port]
+    #[arg(long)]
+    pub admin_port: Option<u16>,
+    /// PostgreSQL URL; overrides the database.* fields it names
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Kafka bootstrap servers [config: kafka.brokers]
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub brokers: Option<String>,
+    /// Topic to consume [config: kafka.topic]
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Consumer group [config: kafka.group_id]
+    #[arg(long)]
+    pub group_id: Option<String>,
+    /// Messages handled at once [config: kafka.concurrency]
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Token server base URL [config: token.url]
+    #[arg(long)]
+    pub token_url: Option<String>,
+    /// Third-party base URL [config: three.url]
+    #[arg(long)]
+    pub three_url: Option<String>,
+    /// Log filter, e.g. `info,two=debug` (RUST_LOG wins) [config: telemetry.log_filter]
+    #[arg(long)]
+    pub log_filter: Option<String>,
+}
+
+/// Everything service two is configured with.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Health endpoints.
+    pub admin: AdminSettings,
+    /// Two's own database (processed ids).
+    pub database: DatabaseSettings,
+    /// Kafka consumer.
+    pub kafka: KafkaSettings,
+    /// OAuth2 token client.
+    pub token: TokenSettings,
+    /// Third-party API.
+    pub three: ThreeSettings,
+    /// Logs and telemetry.
+    pub telemetry: TelemetrySettings,
+}
+
+/// Admin server settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdminSettings {
+    /// Bind address.
+    pub host: String,
+    /// Bind port.
+    pub port: u16,
+}
+
+/// Kafka consumer settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KafkaSettings {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Topic to consume.
+    pub topic: String,
+    /// Consumer group.
+    pub group_id: String,
+    /// Partitions when the topic is created.
+    pub partitions: i32,
+    /// Replication when the topic is created.
+    pub replication: i32,
+    /// Lanes (messages handled at once).
+    pub concurrency: usize,
+    /// Handler runs per message before dead-lettering.
+    pub max_attempts: u32,
+    /// First retry delay.
+    pub backoff_initial_ms: u64,
+    /// Largest retry delay.
+    pub backoff_max_ms: u64,
+    /// Dead-letter topic suffix.
+    pub dead_letter_suffix: String,
+    /// How long a stop waits for in-flight messages.
+    pub drain_timeout_ms: u64,
+    /// Extra librdkafka consumer properties.
+    #[serde(default)]
+    pub extra: std::collections::BTreeMap<String, String>,
+}
+
+/// Third-party API settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ThreeSettings {
+    /// Base URL; requests go to `{url}/three`.
+    pub url: String,
+    /// Timeout of one call.
+    pub timeout_ms: u64,
+    /// Value of the `language` header.
+    pub language: String,
+}
+
+/// Telemetry settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    /// `EnvFilter` directive.
+    pub log_filter: String,
+}
+
+impl Settings {
+    /// Loads the layered settings with the flags of `cli` on top.
+    pub fn load(cli: &Cli) -> anyhow::Result<Self> {
+        let dir = cli.config.dir_or(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
+        let sources = Sources::new(dir, cli.config.environment.clone())
+            .override_with("admin.host", cli.admin_host.as_ref())
+            .override_with("admin.port", cli.admin_port)
+            .override_with("kafka.brokers", cli.brokers.as_ref())
+            .override_with("kafka.topic", cli.topic.as_ref())
+            .override_with("kafka.group_id", cli.group_id.as_ref())
+            .override_with("kafka.concurrency", cli.concurrency)
+            .override_with("token.url", cli.token_url.as_ref())
+            .override_with("three.url", cli.three_url.as_ref())
+            .override_with("telemetry.log_filter", cli.log_filter.as_ref());
+        let mut settings: Settings = cruncan_config::load(&sources)?;
+        if let Some(url) = &cli.database_url {
+            settings.database.apply_url(url)?;
+        }
+        Ok(settings)
+    }
+}

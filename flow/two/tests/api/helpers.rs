@@ -1,0 +1,156 @@
+//! `spawn_two()`: the real consumer with wiremock for the outside world.
+
+use chrono::Utc;
+use clap::Parser as _;
+use cruncan_kafka::{Producer, ProducerConfig};
+use cruncan_model::{DataEntry, OneRequestEvent};
+use cruncan_shutdown::Shutdown;
+pub use cruncan_testkit::{brokers, committed_offset, read_topic, unique_name, wait_until};
+use std::time::Duration;
+use two::{Cli, Settings};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+pub fn telemetry() -> &'static cruncan_testkit::TestTelemetry {
+    cruncan_testkit::global_telemetry("two")
+}
+
+pub const SECRET: &str = "s3cr3t-client-secret";
+
+pub struct TestTwo {
+    pub settings: Settings,
+    pub shutdown: Shutdown,
+    pub handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub token_server: MockServer,
+    pub three: MockServer,
+    pub producer: Producer,
+    pub admin: std::net::SocketAddr,
+}
+
+/// Settings pointing at a fresh database, a unique topic and group, and the two mock servers.
+pub async fn settings(token_server: &MockServer, three: &MockServer) -> Settings {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+    let cli = Cli::parse_from(["two", "--config-dir", dir, "--environment", "test", "--admin-port", "0"]);
+    let mut s = Settings::load(&cli).unwrap();
+    let base = cruncan_db::local_test_settings().unwrap();
+    s.database = cruncan_db::create_test_database(&base).await.unwrap();
+    s.kafka.brokers = brokers();
+    s.kafka.topic = unique_name("two-test");
+    s.kafka.group_id = unique_name("two-group");
+    s.kafka.partitions = 1;
+    s.kafka.backoff_initial_ms = 20;
+    s.kafka.backoff_max_ms = 200;
+    s.kafka.max_attempts = 4;
+    s.kafka.drain_timeout_ms = 5_000;
+    s.token.url = token_server.uri();
+    s.token.client_secret = SECRET.into();
+    s.three.url = three.uri();
+    s.three.timeout_ms = 1_000;
+    s
+}
+
+/// Mock servers, settings (adjusted by `customize`), and the running service.
+pub async fn spawn_two(customize: impl FnOnce(&mut Settings)) -> TestTwo {
+    let token_server = MockServer::start().await;
+    let three = MockServer::start().await;
+    let mut s = settings(&token_server, &three).await;
+    customize(&mut s);
+    start(s, token_server, three).await
+}
+
+pub async fn start(settings: Settings, token_server: MockServer, three: MockServer) -> TestTwo {
+    telemetry();
+    let app = two::build(settings.clone()).await.unwrap();
+    let admin = app.admin_addr().unwrap();
+    let shutdown = Shutdown::new();
+    let handle = Some(tokio::spawn(app.run_until_stopped(shutdown.clone())));
+    let producer = Producer::new(&ProducerConfig::new(brokers(), "two-test-producer")).unwrap();
+    TestTwo { settings, shutdown, handle, token_server, three, producer, admin }
+}
+
+impl TestTwo {
+    /// A request event as service one publishes it.
+    pub async fn publish_event(&self, request_id: &str) {
+        self.publish(request_id, &event_bytes(request_id, "summarise this"), &[]).await;
+    }
+
+    pub async fn publish(&self, key: &str, payload: &[u8], headers: &[(String, Vec<u8>)]) {
+        self.producer.send(&self.settings.kafka.topic, key.as_bytes(), payload, headers).await.unwrap();
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.trigger();
+        self.handle.take().unwrap().await.unwrap().unwrap();
+    }
+
+    pub fn dlq(&self) -> String {
+        format!("{}{}", self.settings.kafka.topic, self.settings.kafka.dead_letter_suffix)
+    }
+
+    pub async fn processed(&self, request_id: &str) -> bool {
+        let pool = self.settings.database.lazy_pool();
+        let found: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM processed_request WHERE request_id = $1)")
+                .bind(request_id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        found
+    }
+}
+
+pub fn event_bytes(request_id: &str, prompt: &str) -> Vec<u8> {
+    serde_json::to_vec(&OneRequestEvent {
+        request_id: request_id.to_owned(),
+        user_id: "user-1".into(),
+        prompt: prompt.to_owned(),
+        data: vec![DataEntry { key: "lang".into(), value: "en".into() }],
+        created_at: Utc::now(),
+    })
+    .unwrap()
+}
+
+/// The token server answers `token` (valid for an hour) `times` times at most.
+pub async fn mount_token(server: &MockServer, token: &str, expect: u64) {
+    Mock::given(method("POST"))
+        .and(path("/v2/oauth/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600}),
+        ))
+        .expect(expect)
+        .mount(server)
+        .await;
+}
+
+/// Waits until `server` has received `n` requests to `path_suffix`; returns them.
+pub async fn wait_calls(
+    server: &MockServer,
+    path_suffix: &str,
+    n: usize,
+    timeout: Duration,
+) -> Vec<wiremock::Request> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let calls: Vec<_> = server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.url.path().ends_with(path_suffix))
+            .collect();
+        if calls.len() >= n {
+            return calls;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected {n} calls to {path_suffix}, got {}",
+            calls.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn header<'a>(r: &'a wiremock::Request, name: &str) -> Option<&'a str> {
+    r.headers.get(name).and_then(|v| v.to_str().ok())
+}
