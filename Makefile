@@ -5,7 +5,7 @@ STACK := scripts/stack.sh
 # Programs and tests read these; the defaults in code are the same, this just makes them visible.
 ENV := eval "$$($(STACK) env)"
 
-.PHONY: help up down status env test fmt lint unit book book-serve tools
+.PHONY: help up down status env run demo test fmt lint unit book book-serve tools
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,6 +21,12 @@ status: ## one line per service
 
 env: ## the environment variables programs and tests read (eval "$$(make -s env)")
 	@$(STACK) env
+
+run: ## the whole flow: stack, one (:8080), two (:8081), stub (:8090); Ctrl-C stops it
+	@scripts/run-flow.sh
+
+demo: ## one request end to end (starts the flow if it is not running); exits 0 only if it arrived
+	@scripts/demo.sh
 
 tools: ## install protoc, mdbook and mdbook-mermaid when missing
 	@scripts/tools.sh
