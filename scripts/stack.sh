@@ -5,6 +5,7 @@
 #   scripts/stack.sh down     stop everything this script started
 #   scripts/stack.sh status   one line per service
 #   scripts/stack.sh env      the environment variables programs and tests read (eval-able)
+#   scripts/stack.sh restart-kafka   stop and start the broker (fault tests: nothing may be lost)
 #
 # With a Docker engine it runs scripts/compose.yaml; without one (CI, this project's machines) it runs
 # the Debian packages and a Kafka assembled from Maven Central. CRUNCAN_STACK=native|docker forces one.
@@ -304,10 +305,22 @@ status() {
   return $rc
 }
 
+restart_kafka() {
+  mkdir -p "$LOGS" "$RUN"
+  if use_docker; then
+    compose restart kafka
+    compose up -d --wait kafka
+    return
+  fi
+  stop_pid Kafka "$RUN/kafka.pid"
+  kafka_up
+}
+
 case "${1:-}" in
   up) up ;;
+  restart-kafka) restart_kafka ;;
   down) down ;;
   status) status ;;
   env) print_env ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|restart-kafka" >&2; exit 2 ;;
 esac

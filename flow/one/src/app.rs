@@ -48,7 +48,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         cruncan_db::ensure_database(&settings.database).await?;
     }
     let pool = settings.database.lazy_pool();
-    MIGRATOR.run(&pool).await.context("running database migrations")?;
+    cruncan_db::migrate(&MIGRATOR, &pool, Duration::from_secs(30)).await?;
 
     let producer = Producer::new(&ProducerConfig {
         linger_ms: settings.kafka.linger_ms,

@@ -73,12 +73,17 @@ pub struct Received {
 }
 
 /// Run-time knobs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Control {
     /// Share of calls answered 503.
+    #[serde(default)]
     pub fail_rate: f64,
     /// Delay before answering, in milliseconds.
+    #[serde(default)]
     pub delay_ms: u64,
+    /// Answer the next this-many calls 503, whatever the rate.
+    #[serde(default)]
+    pub fail_next: u32,
 }
 
 #[derive(Debug)]
@@ -88,6 +93,7 @@ struct Inner {
     tokens: Mutex<HashSet<String>>,
     received: Mutex<Vec<Received>>,
     accepted_keys: Mutex<HashSet<String>>,
+    attempts: Mutex<std::collections::HashMap<String, u32>>,
 }
 
 /// Shared state of the stub; clone it to read what was received.
@@ -102,6 +108,16 @@ impl Stub {
     /// Every call received so far.
     pub fn received(&self) -> Vec<Received> {
         lock(&self.0.received).clone()
+    }
+
+    /// Calls to `/three` for `id`, failed ones included.
+    pub fn attempts(&self, id: &str) -> u32 {
+        lock(&self.0.attempts).get(id).copied().unwrap_or(0)
+    }
+
+    /// Tokens issued so far.
+    pub fn tokens_issued(&self) -> usize {
+        lock(&self.0.tokens).len()
     }
 
     /// Changes the failure rate and delay.
@@ -120,13 +136,14 @@ pub struct App {
 /// Binds the stub.
 pub async fn build(cfg: Config) -> anyhow::Result<App> {
     let listener = tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).await?;
-    let control = Control { fail_rate: cfg.fail_rate.clamp(0.0, 1.0), delay_ms: cfg.delay_ms };
+    let control = Control { fail_rate: cfg.fail_rate.clamp(0.0, 1.0), delay_ms: cfg.delay_ms, fail_next: 0 };
     let stub = Stub(Arc::new(Inner {
         cfg,
         control: Mutex::new(control),
         tokens: Mutex::default(),
         received: Mutex::default(),
         accepted_keys: Mutex::default(),
+        attempts: Mutex::default(),
     }));
     Ok(App { listener, stub })
 }
@@ -205,11 +222,21 @@ async fn three(State(stub): State<Stub>, headers: HeaderMap, Json(body): Json<Th
     if !bearer.is_some_and(|t| lock(&stub.0.tokens).contains(t)) {
         return json_error(StatusCode::UNAUTHORIZED, "invalid_token", "unknown or missing bearer token");
     }
-    let control = lock(&stub.0.control).clone();
-    if control.delay_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(control.delay_ms)).await;
+    *lock(&stub.0.attempts).entry(body.id.clone()).or_default() += 1;
+    let (delay, fail) = {
+        let mut control = lock(&stub.0.control);
+        let fail = if control.fail_next > 0 {
+            control.fail_next -= 1;
+            true
+        } else {
+            control.fail_rate > 0.0 && rand::random::<f64>() < control.fail_rate
+        };
+        (control.delay_ms, fail)
+    };
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    if control.fail_rate > 0.0 && rand::random::<f64>() < control.fail_rate {
+    if fail {
         tracing::info!(id = %body.id, "failing on purpose (fail rate)");
         let mut r = json_error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -40,7 +40,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         cruncan_db::ensure_database(&settings.database).await?;
     }
     let pool = settings.database.lazy_pool();
-    MIGRATOR.run(&pool).await.context("running database migrations")?;
+    cruncan_db::migrate(&MIGRATOR, &pool, Duration::from_secs(30)).await?;
 
     let k = &settings.kafka;
     for topic in [k.topic.clone(), format!("{}{}", k.topic, k.dead_letter_suffix)] {

@@ -141,6 +141,31 @@ pub async fn ensure_database(settings: &DatabaseSettings) -> anyhow::Result<()> 
     Ok(())
 }
 
+// ANCHOR: migrate
+/// Runs `migrator`, retrying while the database is unreachable (a service often starts before its
+/// database is ready) until `patience` runs out. Several replicas may run this at once: sqlx
+/// serialises them with an advisory lock.
+pub async fn migrate(
+    migrator: &sqlx::migrate::Migrator,
+    pool: &PgPool,
+    patience: Duration,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match migrator.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() + delay < deadline => {
+                tracing::warn!(error = %e, ?delay, "database not ready for migrations; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e).context("running database migrations"),
+        }
+    }
+}
+// ANCHOR_END: migrate
+
 /// Checks that the database answers, within `timeout`.
 pub async fn ping(pool: &PgPool, timeout: Duration) -> anyhow::Result<()> {
     tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(pool))
