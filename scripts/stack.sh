@@ -180,7 +180,8 @@ redis_ready() { [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)"
 # --- NATS ----------------------------------------------------------------------------------------
 
 nats_up() {
-  if pid_alive "$RUN/nats.pid" && nats_ready; then return 0; fi
+  # Anything answering on the port counts (another checkout's stack, say): share it.
+  if nats_ready; then return 0; fi
   claim_port nats "$NATS_PORT" "$RUN/nats.pid"
   mkdir -p "$STATE/nats"
   say "starting NATS (JetStream) on 127.0.0.1:$NATS_PORT"
@@ -213,7 +214,7 @@ kafka_libs() {
 }
 
 kafka_up() {
-  if pid_alive "$RUN/kafka.pid" && kafka_ready; then return 0; fi
+  if kafka_ready; then return 0; fi
   claim_port kafka "$KAFKA_PORT" "$RUN/kafka.pid"
   claim_port kafka_controller "$KAFKA_CONTROLLER_PORT" "$RUN/kafka.pid"
   kafka_libs
@@ -312,6 +313,7 @@ restart_kafka() {
     compose up -d --wait kafka
     return
   fi
+  pid_alive "$RUN/kafka.pid" || die "the broker on port $KAFKA_PORT was not started by this checkout; restart it where it was started"
   stop_pid Kafka "$RUN/kafka.pid"
   kafka_up
 }
