@@ -5,7 +5,8 @@ STACK := scripts/stack.sh
 # Programs and tests read these; the defaults in code are the same, this just makes them visible.
 ENV := eval "$$($(STACK) env)"
 
-.PHONY: help up down status env run demo test fmt lint unit book book-serve tools
+PHONY_EXTRA := stack-observability flow-docker
+.PHONY: $(PHONY_EXTRA) help up down status env run demo test fmt lint unit book book-serve tools
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -19,7 +20,7 @@ down: ## stop everything `make up` started
 status: ## one line per service
 	@$(STACK) status
 
-env: ## the environment variables programs and tests read (eval "$$(make -s env)")
+env: ## the environment variables programs and tests read (eval "$(make -s env)")
 	@$(STACK) env
 
 run: ## the whole flow: stack, one (:8080), two (:8081), stub (:8090); Ctrl-C stops it
@@ -27,6 +28,18 @@ run: ## the whole flow: stack, one (:8080), two (:8081), stub (:8090); Ctrl-C st
 
 demo: ## one request end to end (starts the flow if it is not running); exits 0 only if it arrived
 	@scripts/demo.sh
+
+stack-observability: ## collector, Tempo, Loki, Prometheus, Grafana (:3000) — needs a Docker engine
+	@if docker info >/dev/null 2>&1; then \
+	  docker compose -f grafanastack/docker-compose.yaml up -d --wait && \
+	  echo "Grafana: http://127.0.0.1:3000 — export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 before make run"; \
+	else \
+	  echo "make stack-observability needs a Docker engine (docker info does not answer here)." >&2; \
+	  echo "Its configuration is still checked by make test (grafanastack/check)." >&2; exit 1; \
+	fi
+
+flow-docker: ## the whole flow in containers: stack + one + two + stub (needs a Docker engine)
+	docker compose -f deploy/compose.yaml --profile flow up --build --wait
 
 tools: ## install protoc, mdbook and mdbook-mermaid when missing
 	@scripts/tools.sh

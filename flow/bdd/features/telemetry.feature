@@ -7,3 +7,4 @@ Feature: One trace from POST /one to POST /three
     When a client posts a valid request to the running processes
     Then one trace contains the spans "POST /one", "publish", "process", "POST /v2/oauth/token" and "POST /three"
     And the JSON logs of one and two carry that trace id
+    And every metric the dashboards query is one the services emit

@@ -648,6 +648,34 @@ async fn logs_carry_trace(w: &mut FlowWorld) {
     }
 }
 
+#[then("every metric the dashboards query is one the services emit")]
+async fn dashboards_query_real_metrics(w: &mut FlowWorld) {
+    let wanted: BTreeSet<String> = grafanastack_check::dashboard_queries()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, expr)| grafanastack_check::metric_selectors(expr))
+        .collect();
+    let receiver = w.receiver.as_ref().unwrap();
+    // Consumer lag is reported by librdkafka every 5 s: give the exports time.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    loop {
+        let emitted: BTreeSet<String> = receiver
+            .metrics()
+            .iter()
+            .flat_map(|(name, m)| grafanastack_check::prometheus_names(name, &m.unit, &m.kind))
+            .collect();
+        let missing: Vec<&String> = wanted.difference(&emitted).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dashboards query metrics nobody emits: {missing:?}\nemitted (as Prometheus names): {emitted:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::main]

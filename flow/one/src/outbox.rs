@@ -53,10 +53,14 @@ impl RelayMetrics {
                 .u64_counter("outbox.published")
                 .with_description("Outbox rows published")
                 .build(),
-            failed: meter
-                .u64_counter("outbox.publish.errors")
-                .with_description("Failed publish attempts")
-                .build(),
+            failed: {
+                let c = meter
+                    .u64_counter("outbox.publish.errors")
+                    .with_description("Failed publish attempts")
+                    .build();
+                c.add(0, &[]); // export the series from the start, so rate() shows 0, not "no data"
+                c
+            },
         }
     }
 }

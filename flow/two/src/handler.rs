@@ -38,6 +38,7 @@ impl TwoHandler {
             .u64_counter("two.duplicates.skipped")
             .with_description("Redelivered messages skipped because their request was already delivered")
             .build();
+        duplicates.add(0, &[]); // the series exists from the start: the dashboard shows 0, not "no data"
         Self { tokens, http, three, store, duplicates }
     }
 

@@ -70,11 +70,22 @@ pub struct ReceivedLog {
     pub service: String,
 }
 
+/// What the receiver learnt about one metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricInfo {
+    /// Unit, e.g. `s` (empty when none).
+    pub unit: String,
+    /// `counter` (monotonic sum), `updowncounter`, `gauge` or `histogram`.
+    pub kind: String,
+    /// Data points received in total.
+    pub points: u64,
+}
+
 #[derive(Debug, Default)]
 struct Received {
     spans: Vec<ReceivedSpan>,
     logs: Vec<ReceivedLog>,
-    metrics: BTreeMap<String, u64>,
+    metrics: BTreeMap<String, MetricInfo>,
 }
 
 /// An in-process OTLP/HTTP receiver on 127.0.0.1 (port chosen by the OS).
@@ -116,8 +127,8 @@ impl OtlpReceiver {
         self.lock().logs.clone()
     }
 
-    /// Names of every metric received so far, with how many data points each had in total.
-    pub fn metric_names(&self) -> BTreeMap<String, u64> {
+    /// Every metric received so far: unit, kind and data points.
+    pub fn metrics(&self) -> BTreeMap<String, MetricInfo> {
         self.lock().metrics.clone()
     }
 
@@ -158,7 +169,7 @@ impl OtlpReceiver {
         &self,
         timeout: Duration,
         names: &[&str],
-    ) -> anyhow::Result<BTreeMap<String, u64>> {
+    ) -> anyhow::Result<BTreeMap<String, MetricInfo>> {
         self.wait(
             timeout,
             &format!("metrics {names:?}"),
@@ -256,15 +267,21 @@ async fn metrics(State(received): Shared, body: Bytes) -> axum::response::Respon
     for rm in req.resource_metrics {
         for sm in rm.scope_metrics {
             for m in sm.metrics {
-                let points = match &m.data {
-                    Some(Data::Sum(s)) => s.data_points.len(),
-                    Some(Data::Gauge(g)) => g.data_points.len(),
-                    Some(Data::Histogram(h)) => h.data_points.len(),
-                    Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-                    Some(Data::Summary(s)) => s.data_points.len(),
-                    None => 0,
+                let (kind, points) = match &m.data {
+                    Some(Data::Sum(s)) if s.is_monotonic => ("counter", s.data_points.len()),
+                    Some(Data::Sum(s)) => ("updowncounter", s.data_points.len()),
+                    Some(Data::Gauge(g)) => ("gauge", g.data_points.len()),
+                    Some(Data::Histogram(h)) => ("histogram", h.data_points.len()),
+                    Some(Data::ExponentialHistogram(h)) => ("histogram", h.data_points.len()),
+                    Some(Data::Summary(s)) => ("summary", s.data_points.len()),
+                    None => ("none", 0),
                 };
-                *r.metrics.entry(m.name).or_default() += points as u64;
+                let info = r.metrics.entry(m.name).or_insert_with(|| MetricInfo {
+                    unit: m.unit.clone(),
+                    kind: kind.to_owned(),
+                    points: 0,
+                });
+                info.points += points as u64;
             }
         }
     }
