@@ -5,7 +5,7 @@ STACK := scripts/stack.sh
 # Programs and tests read these; the defaults in code are the same, this just makes them visible.
 ENV := eval "$$($(STACK) env)"
 
-PHONY_EXTRA := stack-observability flow-docker
+PHONY_EXTRA := stack-observability flow-docker bench
 .PHONY: $(PHONY_EXTRA) help up down status env run demo test fmt lint unit book book-serve tools
 
 help: ## list the targets
@@ -28,6 +28,9 @@ run: ## the whole flow: stack, one (:8080), two (:8081), stub (:8090); Ctrl-C st
 
 demo: ## one request end to end (starts the flow if it is not running); exits 0 only if it arrived
 	@scripts/demo.sh
+
+bench: ## throughput, latency and memory of the flow beside pgbench, bare axum and rdkafka → target/bench/report.md
+	@scripts/bench.sh
 
 stack-observability: ## collector, Tempo, Loki, Prometheus, Grafana (:3000) — needs a Docker engine
 	@if docker info >/dev/null 2>&1; then \

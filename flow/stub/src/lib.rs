@@ -8,6 +8,7 @@
 //! | `POST /three` | needs a token it issued (else 401); fails a share of calls with 503; records the call |
 //! | `GET /received` | every call to `/three` so far |
 //! | `GET /received/{id}` | the calls for one request id (404 when none) |
+//! | `GET /received/count` | how many calls were accepted |
 //! | `PUT /control` | change `fail_rate` and `delay_ms` at run time |
 
 use axum::extract::{Path, State};
@@ -110,6 +111,11 @@ impl Stub {
         lock(&self.0.received).clone()
     }
 
+    /// How many calls were accepted so far.
+    pub fn received_count(&self) -> usize {
+        lock(&self.0.received).len()
+    }
+
     /// Calls to `/three` for `id`, failed ones included.
     pub fn attempts(&self, id: &str) -> u32 {
         lock(&self.0.attempts).get(id).copied().unwrap_or(0)
@@ -172,6 +178,12 @@ pub fn router(stub: Stub) -> Router {
         .route("/v2/oauth/token", post(token))
         .route("/three", post(three))
         .route("/received", get(|State(s): State<Stub>| async move { Json(s.received()) }))
+        .route(
+            "/received/count",
+            get(
+                |State(s): State<Stub>| async move { Json(serde_json::json!({"count": s.received_count()})) },
+            ),
+        )
         .route("/received/{id}", get(received_for))
         .route("/control", put(control))
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
