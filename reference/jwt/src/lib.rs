@@ -1,0 +1,303 @@
+//! JWT bearer-token validation for axum against a JWKS URL.
+//!
+//! - Keys come from the issuer's JWKS and are cached (moka) for a TTL; a token with an unknown
+//!   `kid` triggers one refetch, at most once per interval, so key rotation works and a flood of
+//!   made-up kids cannot hammer the JWKS endpoint.
+//! - Only RS256 and ES256 are accepted (`none` and HMAC never are: an HMAC "signed" with the
+//!   public key is the classic algorithm-confusion attack); `exp`/`nbf` are checked with leeway,
+//!   `iss` and `aud` must match.
+//! - Valid claims land in the request's extensions; anything else is a 401 with a JSON error and
+//!   `WWW-Authenticate`. A [`Policy`] then decides 403 for valid tokens that may not pass.
+//!
+//! We use jsonwebtoken's `jwk` module; the once-popular `jwks-client` crate is unmaintained.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Verifier settings.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// The issuer's JWKS document.
+    pub jwks_url: String,
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Expected `aud`.
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// How long fetched keys are trusted before they are fetched again.
+    pub keys_ttl: Duration,
+    /// Fewest time between two refetches caused by unknown `kid`s.
+    pub min_refetch_interval: Duration,
+}
+
+/// The claims a handler can read from the request extensions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Subject.
+    pub sub: String,
+    /// Issuer.
+    pub iss: String,
+    /// Expiry (seconds since the epoch).
+    pub exp: u64,
+    /// The user's e-mail, when the token carries one.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The OAuth2 client the token was issued to.
+    #[serde(default)]
+    pub client_id: Option<String>,
+}
+
+/// Why a request was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header.
+    #[error("missing bearer token")]
+    Missing,
+    /// The token is malformed, expired, not yet valid, for another issuer or audience, badly
+    /// signed, or signed with an algorithm we do not accept.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    /// No key with the token's `kid`, even after a refetch.
+    #[error("unknown signing key")]
+    UnknownKey,
+    /// The token is valid but the policy says no.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let (status, code) = match self {
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            _ => (StatusCode::UNAUTHORIZED, "invalid_token"),
+        };
+        let mut response = cruncan_http::json_error(status, code, self.to_string());
+        // RFC 6750: no error attribute when no token was sent at all.
+        let challenge = match &self {
+            Self::Missing => r#"Bearer realm="cruncan""#.to_owned(),
+            Self::Forbidden(_) => r#"Bearer realm="cruncan", error="insufficient_scope""#.to_owned(),
+            other => format!(
+                r#"Bearer realm="cruncan", error="invalid_token", error_description="{}""#,
+                other.to_string().replace('"', "'")
+            ),
+        };
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        response
+    }
+}
+
+/// The accepted algorithms.
+pub const ALLOWED: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES256];
+
+// ANCHOR: jwks_cache
+/// Keys by `kid`, cached for a TTL, refetched on an unknown `kid` at most once per interval.
+pub struct Jwks {
+    http: reqwest::Client,
+    cfg: AuthConfig,
+    keys: moka::future::Cache<String, Arc<(DecodingKey, Algorithm)>>,
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Jwks {
+    /// A cache over `cfg.jwks_url`.
+    pub fn new(http: reqwest::Client, cfg: AuthConfig) -> Self {
+        let keys = moka::future::Cache::builder().time_to_live(cfg.keys_ttl).max_capacity(64).build();
+        Self { http, cfg, keys, last_fetch: tokio::sync::Mutex::new(None) }
+    }
+
+    /// The key for `kid`, fetching the JWKS when it is not cached (rate limited).
+    pub async fn key(&self, kid: &str) -> Result<Arc<(DecodingKey, Algorithm)>, AuthError> {
+        if let Some(k) = self.keys.get(kid).await {
+            return Ok(k);
+        }
+        // One refetch at a time; whoever waited re-checks the cache first.
+        let mut last = self.last_fetch.lock().await;
+        if let Some(k) = self.keys.get(kid).await {
+            return Ok(k);
+        }
+        if last.is_some_and(|t| t.elapsed() < self.cfg.min_refetch_interval) {
+            return Err(AuthError::UnknownKey);
+        }
+        *last = Some(Instant::now());
+        if let Err(e) = self.fetch().await {
+            tracing::warn!(error = %e, "JWKS fetch failed");
+        }
+        self.keys.get(kid).await.ok_or(AuthError::UnknownKey)
+    }
+
+    async fn fetch(&self) -> anyhow::Result<()> {
+        let set: JwkSet = self.http.get(&self.cfg.jwks_url).send().await?.error_for_status()?.json().await?;
+        for jwk in &set.keys {
+            let (Some(kid), Some(alg)) = (jwk.common.key_id.clone(), key_algorithm(jwk)) else { continue };
+            match DecodingKey::from_jwk(jwk) {
+                Ok(key) => self.keys.insert(kid, Arc::new((key, alg))).await,
+                Err(e) => tracing::warn!(%kid, error = %e, "skipping unusable JWK"),
+            }
+        }
+        Ok(())
+    }
+}
+// ANCHOR_END: jwks_cache
+
+/// The algorithm a JWK is for: its `alg` when present, else what its key type implies.
+fn key_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
+    let implied = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Algorithm::ES256,
+        _ => return None,
+    };
+    let declared = jwk.common.key_algorithm.and_then(|a| a.to_string().parse::<Algorithm>().ok());
+    match declared {
+        Some(a) if a != implied => None,
+        _ => Some(implied),
+    }
+}
+
+// ANCHOR: verify
+/// Verifies a bearer token and returns its claims.
+pub async fn verify(jwks: &Jwks, token: &str) -> Result<Claims, AuthError> {
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid("malformed token".into()))?;
+    // Refuse before touching keys: `none`, HS256 and friends never get near a verifier.
+    if !ALLOWED.contains(&header.alg) {
+        return Err(AuthError::Invalid(format!("algorithm {:?} is not accepted", header.alg)));
+    }
+    let kid = header.kid.ok_or_else(|| AuthError::Invalid("token has no kid".into()))?;
+    let key = jwks.key(&kid).await?;
+    if key.1 != header.alg {
+        return Err(AuthError::Invalid("algorithm does not match the key".into()));
+    }
+    let mut v = Validation::new(key.1);
+    v.algorithms = vec![key.1];
+    v.leeway = jwks.cfg.leeway.as_secs();
+    v.validate_nbf = true;
+    v.set_issuer(&[&jwks.cfg.issuer]);
+    v.set_audience(&[&jwks.cfg.audience]);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    jsonwebtoken::decode::<Claims>(token, &key.0, &v)
+        .map(|d| d.claims)
+        .map_err(|e| AuthError::Invalid(reason(&e).into()))
+}
+
+/// A stable, short reason for the client (never the library's internal wording).
+fn reason(e: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::ExpiredSignature => "token expired",
+        K::ImmatureSignature => "token not yet valid",
+        K::InvalidIssuer => "wrong issuer",
+        K::InvalidAudience => "wrong audience",
+        K::InvalidSignature => "bad signature",
+        K::InvalidAlgorithm => "algorithm not accepted",
+        K::MissingRequiredClaim(_) => "a required claim is missing",
+        _ => "malformed token",
+    }
+}
+// ANCHOR_END: verify
+
+// ANCHOR: policy
+/// What a valid token must also satisfy (like the Go original's): an allowed e-mail and the
+/// expected client.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// E-mails allowed in.
+    pub allowed_emails: BTreeSet<String>,
+    /// The only `client_id` accepted.
+    pub client_id: String,
+}
+
+impl Policy {
+    /// `Ok` when the claims pass, `Forbidden` naming the reason otherwise.
+    pub fn check(&self, claims: &Claims) -> Result<(), AuthError> {
+        let email =
+            claims.email.as_deref().ok_or_else(|| AuthError::Forbidden("the token has no email".into()))?;
+        if !self.allowed_emails.contains(email) {
+            return Err(AuthError::Forbidden("email is not allowed".into()));
+        }
+        if claims.client_id.as_deref() != Some(self.client_id.as_str()) {
+            return Err(AuthError::Forbidden("client_id is not allowed".into()));
+        }
+        Ok(())
+    }
+}
+// ANCHOR_END: policy
+
+/// What the middleware needs.
+#[derive(Clone)]
+pub struct Auth {
+    /// The key cache.
+    pub jwks: Arc<Jwks>,
+    /// The policy.
+    pub policy: Arc<Policy>,
+}
+
+// ANCHOR: middleware
+/// The middleware: `router.layer(axum::middleware::from_fn_with_state(auth, jwt::require))`.
+pub async fn require(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return AuthError::Missing.into_response();
+    };
+    let claims = match verify(&auth.jwks, token).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!(error = %e, "token refused");
+            return e.into_response();
+        }
+    };
+    if let Err(e) = auth.policy.check(&claims) {
+        return e.into_response();
+    }
+    req.extensions_mut().insert(claims);
+    next.run(req).await
+}
+// ANCHOR_END: middleware
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(email: Option<&str>, client: Option<&str>) -> Claims {
+        Claims {
+            sub: "s".into(),
+            iss: "i".into(),
+            exp: 0,
+            email: email.map(Into::into),
+            client_id: client.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn policy_table() {
+        let p = Policy { allowed_emails: ["a@x.io".to_owned()].into(), client_id: "app".into() };
+        assert_eq!(p.check(&claims(Some("a@x.io"), Some("app"))), Ok(()));
+        for (email, client) in [
+            (None, Some("app")),
+            (Some("b@x.io"), Some("app")),
+            (Some("a@x.io"), None),
+            (Some("a@x.io"), Some("other")),
+        ] {
+            assert!(
+                matches!(p.check(&claims(email, client)), Err(AuthError::Forbidden(_))),
+                "{email:?} {client:?}"
+            );
+        }
+    }
+}
