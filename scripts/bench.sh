@@ -13,3 +13,5 @@ cargo build --release --quiet -p one -p two -p stub -p flow-bench
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 # shellcheck disable=SC2086
 "$TARGET/release/bench" run --bin-dir "$TARGET/release" --out "$ROOT/target/bench" ${BENCH_ARGS:-}
+# The book's performance chapter includes the latest report.
+cp "$ROOT/target/bench/report.md" "$ROOT/book/src/ops/bench-report.md"

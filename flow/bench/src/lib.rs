@@ -149,7 +149,7 @@ pub fn markdown(figures: &[Figure]) -> String {
     );
     for f in figures {
         let lat = f.latency_ms.map_or_else(
-            || "| | | | ".to_owned(),
+            || " |  |  | ".to_owned(),
             |[p50, p90, p99, max]| format!("{p50:.2} | {p90:.2} | {p99:.2} | {max:.2} "),
         );
         let (limit, limit_tp) =

@@ -104,6 +104,9 @@ pub struct OutboxSettings {
     pub batch_size: i64,
     /// Safety-net poll when no NOTIFY arrives.
     pub poll_interval_ms: u64,
+    /// After a NOTIFY, wait this long for more rows before claiming (0: claim at once).
+    #[serde(default)]
+    pub batch_window_ms: u64,
     /// On shutdown, how long the relay keeps draining pending rows.
     pub drain_timeout_ms: u64,
 }

@@ -20,7 +20,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -84,6 +84,7 @@ pub struct Relay {
     cfg: OutboxSettings,
     topic_ready: AtomicBool,
     metrics: RelayMetrics,
+    pending_counted: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -95,7 +96,15 @@ impl std::fmt::Debug for Relay {
 impl Relay {
     /// A relay over `pool` publishing with `producer`.
     pub fn new(pool: PgPool, producer: Producer, kafka: KafkaSettings, cfg: OutboxSettings) -> Self {
-        Self { pool, producer, kafka, cfg, topic_ready: AtomicBool::new(false), metrics: RelayMetrics::new() }
+        Self {
+            pool,
+            producer,
+            kafka,
+            cfg,
+            topic_ready: AtomicBool::new(false),
+            metrics: RelayMetrics::new(),
+            pending_counted: std::sync::Mutex::new(None),
+        }
     }
 
     // ANCHOR: relay_run
@@ -138,6 +147,10 @@ impl Relay {
                 notified = wait_notify(&mut listener), if listener.is_some() && failures == 0 => {
                     if notified.is_err() {
                         listener = None; // connection lost; reconnect on the next round
+                    } else if self.cfg.batch_window_ms > 0 {
+                        // Let the rows of concurrent requests gather: one claim, one produce
+                        // batch and one UPDATE for many rows instead of one round per request.
+                        tokio::time::sleep(Duration::from_millis(self.cfg.batch_window_ms)).await;
                     }
                 }
             }
@@ -169,6 +182,22 @@ impl Relay {
         }
     }
 
+    /// Counts pending rows for the `outbox.pending` gauge, at most once a second (not per batch:
+    /// at a thousand requests per second the count would be a query per request).
+    async fn refresh_pending_gauge(&self) {
+        let now = Instant::now();
+        {
+            let mut last = self.pending_counted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(now);
+        }
+        if let Ok(n) = crate::repo::pending_outbox(&self.pool).await {
+            self.metrics.pending.store(n, Ordering::Relaxed);
+        }
+    }
+
     async fn listen(&self) -> Option<PgListener> {
         let mut l = PgListener::connect_with(&self.pool).await.ok()?;
         l.listen("outbox").await.ok()?;
@@ -191,9 +220,7 @@ impl Relay {
         }
         tx.commit().await.context("committing outbox transaction")?;
         self.metrics.published.add(published.len() as u64, &[]);
-        if let Ok(n) = crate::repo::pending_outbox(&self.pool).await {
-            self.metrics.pending.store(n, Ordering::Relaxed);
-        }
+        self.refresh_pending_gauge().await;
         Ok(published.len())
     }
 

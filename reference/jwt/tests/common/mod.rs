@@ -1,5 +1,5 @@
 //! Keys made in the test, a JWKS served by wiremock, tokens minted and forged.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test and demo key material: a failure is fatal
 
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::signature::KeyPair as _;
