@@ -326,3 +326,39 @@ where
     }
 }
 // ANCHOR_END: retry
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::TraceContextExt as _;
+
+    #[test]
+    fn the_server_interceptor_carries_trace_context_and_request_id() {
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        let mut req = Request::new(());
+        req.metadata_mut().insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap(),
+        );
+        req.metadata_mut().insert(REQUEST_ID, "abc-1".parse().unwrap());
+        let req = server_interceptor(req).unwrap();
+        let ctx = req.extensions().get::<CallContext>().unwrap();
+        assert_eq!(ctx.request_id, "abc-1");
+        assert_eq!(
+            ctx.parent.span().span_context().trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+
+        // No request id: one is made.
+        let made = server_interceptor(Request::new(())).unwrap();
+        assert_eq!(made.extensions().get::<CallContext>().unwrap().request_id.len(), 36);
+    }
+
+    #[test]
+    fn the_client_interceptor_sends_a_request_id() {
+        let req = client_interceptor(Request::new(())).unwrap();
+        assert!(req.metadata().get(REQUEST_ID).is_some());
+    }
+}
