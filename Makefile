@@ -5,7 +5,7 @@ STACK := scripts/stack.sh
 # Programs and tests read these; the defaults in code are the same, this just makes them visible.
 ENV := eval "$$($(STACK) env)"
 
-PHONY_EXTRA := stack-observability flow-docker bench
+PHONY_EXTRA := stack-observability flow-docker bench check-collector
 .PHONY: $(PHONY_EXTRA) help up down status env run demo test fmt lint unit book book-serve tools
 
 help: ## list the targets
@@ -41,6 +41,9 @@ stack-observability: ## collector, Tempo, Loki, Prometheus, Grafana (:3000) — 
 	  echo "Its configuration is still checked by make test (grafanastack/check)." >&2; exit 1; \
 	fi
 
+check-collector: ## validate the collector config with a real collector (built once with the Collector Builder)
+	@scripts/check-collector.sh
+
 flow-docker: ## the whole flow in containers: stack + one + two + stub (needs a Docker engine)
 	docker compose -f deploy/compose.yaml --profile flow up --build --wait
 
@@ -51,6 +54,7 @@ test: up tools ## the one test command: fmt, clippy, every test against the real
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(ENV); cargo test --workspace --no-fail-fast
+	@scripts/check-collector.sh
 	@$(MAKE) --no-print-directory book
 
 unit: ## only the tests that need no running service
