@@ -32,6 +32,9 @@ struct RunArgs {
     /// Messages two drains in scenario 4.
     #[arg(long, default_value_t = 50_000)]
     drain_messages: usize,
+    /// Lanes of the two that drains the pre-filled topic (`kafka.concurrency`).
+    #[arg(long, default_value_t = 16)]
+    drain_concurrency: usize,
     /// Where the release binaries are.
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
@@ -362,7 +365,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let steady = first.map_or(total, |f| f.elapsed());
     figures.push(Figure {
         scenario: "4. two draining a pre-filled topic (incl. start-up)".into(),
-        load: format!("{} msgs", args.drain_messages),
+        load: format!("{} msgs, {} lanes", args.drain_messages, args.drain_concurrency),
         throughput: args.drain_messages as f64 / total.as_secs_f64(),
         latency_ms: None,
         limit: Some(("rdkafka consume alone".into(), consume_tp)),
