@@ -241,14 +241,7 @@ async fn create(
         headers: trace_headers(),
     };
     let key = idempotency_key.map(|key| IdempotencyKey { key, request_hash: request_hash(request) });
-    let created = tokio::time::timeout(
-        state.request_timeout,
-        state.repo.create(id, request, now, &outbox, key.as_ref()),
-    )
-    .await
-    .map_err(|_| {
-        ApiError::Unavailable(anyhow::anyhow!("database work exceeded {:?}", state.request_timeout))
-    })??;
+    let created = bounded(state, state.repo.create(id, request, now, &outbox, key.as_ref())).await?;
     match created {
         Created::New => {
             tracing::info!(request_id = %id, "request accepted");
@@ -269,6 +262,19 @@ async fn create(
     }
 }
 // ANCHOR_END: create_handler
+
+/// A repository call within the request's time budget; running over it is a 503.
+async fn bounded<T>(
+    state: &AppState,
+    call: impl std::future::Future<Output = Result<T, RepoError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(state.request_timeout, call)
+        .await
+        .map_err(|_| {
+            ApiError::Unavailable(anyhow::anyhow!("database work exceeded {:?}", state.request_timeout))
+        })?
+        .map_err(ApiError::from)
+}
 
 fn created_response(status: StatusCode, body: &serde_json::Value, replayed: bool) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
@@ -330,12 +336,7 @@ pub async fn get_request(
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let id: Id = raw.parse().map_err(|_| ApiError::InvalidId(raw.clone()))?;
-    let stored = tokio::time::timeout(state.request_timeout, state.repo.get(id))
-        .await
-        .map_err(|_| {
-            ApiError::Unavailable(anyhow::anyhow!("database work exceeded {:?}", state.request_timeout))
-        })??
-        .ok_or_else(|| ApiError::NotFound(raw))?;
+    let stored = bounded(&state, state.repo.get(id)).await?.ok_or_else(|| ApiError::NotFound(raw))?;
     let body = StoredBody {
         request_id: stored.id.to_string(),
         request: stored.request,

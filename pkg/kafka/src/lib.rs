@@ -51,21 +51,3 @@ pub async fn ensure_topic(
     Ok(())
 }
 // ANCHOR_END: ensure_topic
-
-/// Asks the broker for cluster metadata: the readiness check of a service that uses Kafka.
-pub async fn check_brokers(brokers: &str, timeout: Duration) -> anyhow::Result<()> {
-    let brokers = brokers.to_owned();
-    tokio::task::spawn_blocking(move || {
-        use rdkafka::producer::Producer as _;
-        let client: rdkafka::producer::BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("socket.timeout.ms", timeout.as_millis().max(10).to_string())
-            .create()
-            .context("creating Kafka client")?;
-        let md = client.client().fetch_metadata(None, timeout).context("fetching Kafka metadata")?;
-        anyhow::ensure!(!md.brokers().is_empty(), "Kafka metadata lists no broker");
-        Ok(())
-    })
-    .await
-    .context("metadata task")?
-}

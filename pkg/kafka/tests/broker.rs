@@ -4,20 +4,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic: that is its failure report
 
 use cruncan_kafka::{
-    Consumer, ConsumerConfig, DeadLetterHeaders, Handler, HandlerError, LOCAL_BROKERS, Message, Producer,
-    ProducerConfig, ensure_topic,
+    Consumer, ConsumerConfig, DeadLetterHeaders, Handler, HandlerError, Message, Producer, ProducerConfig,
+    ensure_topic,
 };
 use cruncan_shutdown::Shutdown;
-use cruncan_testkit::unique_name;
+use cruncan_testkit::{brokers, unique_name};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| LOCAL_BROKERS.to_owned())
-}
 
 fn producer() -> Producer {
     Producer::new(&ProducerConfig::new(brokers(), "kafka-test")).unwrap()

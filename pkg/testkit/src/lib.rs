@@ -463,7 +463,7 @@ pub fn global_telemetry(service: &str) -> &'static TestTelemetry {
 
 /// Kafka brokers of the local stack, or `KAFKA_BROKERS`.
 pub fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".to_owned())
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| cruncan_kafka::LOCAL_BROKERS.to_owned())
 }
 
 /// A record read back from Kafka.
