@@ -1,14 +1,20 @@
 //! `bench`: runs the benchmark scenarios against release builds of one, two and the stub, and
-//! beside them the limits (pgbench, a bare axum handler, rdkafka alone). `make bench` runs it.
+//! beside them the limits (pgbench running one's transaction, a bare axum handler, rdkafka alone,
+//! the stub's own HTTP rate). `make bench` runs it; `make bench-quick` in about a minute.
+
+mod e2e;
+mod limits;
+mod procs;
+mod report;
 
 use anyhow::Context as _;
 use clap::Parser;
-use flow_bench::{Figure, Op, closed_loop, csv, markdown, open_loop, percentiles_ms, percentiles_of};
-use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use flow_bench::{Figure, Op, closed_loop, open_loop, percentiles_ms};
+use procs::{Proc, sample_rss, wait_http};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Parser)]
@@ -26,13 +32,16 @@ enum Cli {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Seconds per load step.
-    #[arg(long, default_value_t = 8)]
-    duration_secs: u64,
-    /// Messages two drains in scenario 4.
-    #[arg(long, default_value_t = 50_000)]
-    drain_messages: usize,
-    /// Lanes of the two that drains the pre-filled topic (`kafka.concurrency`).
+    /// About a minute: 8 and 32 connections only, 3 s steps, 10,000 messages drained.
+    #[arg(long)]
+    quick: bool,
+    /// Seconds per load step (default 8, quick 3).
+    #[arg(long)]
+    duration_secs: Option<u64>,
+    /// Messages two drains in scenario 4 (default 50,000, quick 10,000).
+    #[arg(long)]
+    drain_messages: Option<usize>,
+    /// Lanes of the two that drains the pre-filled topic (passed as its `--concurrency`).
     #[arg(long, default_value_t = 16)]
     drain_concurrency: usize,
     /// Where the release binaries are.
@@ -46,82 +55,19 @@ struct RunArgs {
     brokers: String,
 }
 
-const CONNECTIONS: [usize; 4] = [1, 8, 32, 128];
 const ONE_PORT: u16 = 18180;
 const TWO_PORT: u16 = 18181;
+const DRAIN_PORT: u16 = 18182;
 const STUB_PORT: u16 = 18190;
 const BARE_PORT: u16 = 18199;
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse() {
-        Cli::BareServer { port } => bare_server(port),
+        Cli::BareServer { port } => limits::bare_server(port),
         Cli::Run(args) => {
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args))
         }
     }
-}
-
-// ANCHOR: bare_server
-/// The HTTP ceiling: the same body read and parsed, no database, no Kafka.
-fn bare_server(port: u16) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
-        let app = axum::Router::new().route(
-            "/one",
-            axum::routing::post(|axum::Json(_): axum::Json<serde_json::Value>| async {
-                (
-                    axum::http::StatusCode::CREATED,
-                    axum::Json(serde_json::json!({"request_id": "00000000000000000001"})),
-                )
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        axum::serve(listener, app).await?;
-        anyhow::Ok(())
-    })
-}
-// ANCHOR_END: bare_server
-
-/// A child process killed (SIGTERM, then wait) when dropped.
-struct Proc(Child, &'static str);
-
-impl Proc {
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let _ = self.0.wait();
-        eprintln!("bench: stopped {}", self.1);
-    }
-}
-
-fn spawn(name: &'static str, mut cmd: Command, log: &std::path::Path) -> anyhow::Result<Proc> {
-    let file = std::fs::File::create(log)?;
-    let child = cmd
-        .stdout(file.try_clone()?)
-        .stderr(file)
-        .stdin(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {name}"))?;
-    Ok(Proc(child, name))
-}
-
-async fn wait_http(url: &str, what: &str) -> anyhow::Result<()> {
-    for _ in 0..300 {
-        if reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    anyhow::bail!("{what} did not become ready at {url}")
 }
 
 fn body() -> String {
@@ -151,40 +97,59 @@ fn client(connections: usize) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder().pool_max_idle_per_host(connections).build()?)
 }
 
-/// Samples the RSS of `procs` every 200 ms until stopped; returns the peak per process.
-fn sample_rss(
-    procs: Vec<(&'static str, u32)>,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<Vec<(&'static str, u64)>> {
-    tokio::spawn(async move {
-        let mut peak = vec![0u64; procs.len()];
-        while !stop.load(Ordering::Relaxed) {
-            for (i, (_, pid)) in procs.iter().enumerate() {
-                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                let kib = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                    .unwrap_or(0);
-                peak[i] = peak[i].max(kib);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        procs.iter().map(|(n, _)| *n).zip(peak).collect()
-    })
+/// Service two as the bench starts it: its own database, the stub as token server and third party.
+fn two_command(
+    bin: &std::path::Path,
+    args: &RunArgs,
+    port: u16,
+    topic: &str,
+    group: &str,
+    db: &str,
+) -> Command {
+    let stub_url = format!("http://127.0.0.1:{STUB_PORT}");
+    let mut c = Command::new(bin);
+    c.args(["--admin-port", &port.to_string(), "--topic", topic, "--group-id", group])
+        .args(["--brokers", &args.brokers, "--token-url", &stub_url, "--three-url", &stub_url])
+        .env("APP_DATABASE__NAME", db)
+        .env("APP_DATABASE__CREATE_IF_MISSING", "true")
+        .env_remove("DATABASE_URL");
+    c
 }
 
+async fn stub_count(stub: &str) -> anyhow::Result<u64> {
+    let v: serde_json::Value = reqwest::get(format!("{stub}/received/count")).await?.json().await?;
+    v["count"].as_u64().context("count")
+}
+
+/// Waits until the stub has received `n` calls (two caught up), `secs` at most.
+async fn wait_stub_count(stub: &str, n: u64, secs: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let got = stub_count(stub).await?;
+        if got >= n {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the stub has {got} of {n} calls after {secs} s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[allow(clippy::too_many_lines)] // one scenario after the other, in the order of the report
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let d = Duration::from_secs(args.duration_secs);
+    let mode = if args.quick { "quick" } else { "full" };
+    let d = Duration::from_secs(args.duration_secs.unwrap_or(if args.quick { 3 } else { 8 }));
+    let drain_messages = args.drain_messages.unwrap_or(if args.quick { 10_000 } else { 50_000 });
+    let connections: &[usize] = if args.quick { &[8, 32] } else { &[1, 8, 32, 128] };
     std::fs::create_dir_all(args.out.join("logs"))?;
     let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
     let topic = format!("bench-{stamp}");
     let bin = |name: &str| args.bin_dir.join(name);
     let logs = args.out.join("logs");
+    let postgres = limits::pg_durability()?;
     let mut figures = Vec::new();
 
     // The system under test.
-    let stub = spawn(
+    let stub = Proc::spawn(
         "stub",
         {
             let mut c = Command::new(bin("stub"));
@@ -193,49 +158,33 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         &logs.join("stub.log"),
     )?;
-    let one = spawn(
+    let one = Proc::spawn(
         "one",
         {
             let mut c = Command::new(bin("one"));
-            c.args([
-                "--port",
-                &ONE_PORT.to_string(),
-                "--node-id",
-                "1",
-                "--topic",
-                &topic,
-                "--brokers",
-                &args.brokers,
-            ])
-            .env("APP_DATABASE__NAME", format!("bench_one_{stamp}"))
-            .env("APP_DATABASE__CREATE_IF_MISSING", "true")
-            .env_remove("DATABASE_URL");
+            c.args(["--port", &ONE_PORT.to_string(), "--node-id", "1", "--topic", &topic])
+                .args(["--brokers", &args.brokers])
+                .env("APP_DATABASE__NAME", format!("bench_one_{stamp}"))
+                .env("APP_DATABASE__CREATE_IF_MISSING", "true")
+                .env_remove("DATABASE_URL");
             c
         },
         &logs.join("one.log"),
     )?;
     let stub_url = format!("http://127.0.0.1:{STUB_PORT}");
-    let two = spawn(
+    let two = Proc::spawn(
         "two",
-        {
-            let mut c = Command::new(bin("two"));
-            c.args([
-                "--admin-port",
-                &TWO_PORT.to_string(),
-                "--topic",
-                &topic,
-                "--group-id",
-                &format!("bench-{stamp}"),
-            ])
-            .args(["--brokers", &args.brokers, "--token-url", &stub_url, "--three-url", &stub_url])
-            .env("APP_DATABASE__NAME", format!("bench_two_{stamp}"))
-            .env("APP_DATABASE__CREATE_IF_MISSING", "true")
-            .env_remove("DATABASE_URL");
-            c
-        },
+        two_command(
+            &bin("two"),
+            &args,
+            TWO_PORT,
+            &topic,
+            &format!("bench-{stamp}"),
+            &format!("bench_two_{stamp}"),
+        ),
         &logs.join("two.log"),
     )?;
-    let bare = spawn(
+    let bare = Proc::spawn(
         "bare axum",
         {
             let mut c = Command::new(bin("bench"));
@@ -250,52 +199,52 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle_one, idle_two) = (one.rss_kib(), two.rss_kib());
     let stop_rss = Arc::new(AtomicBool::new(false));
-    let rss = sample_rss(vec![("one", one.0.id()), ("two", two.0.id())], stop_rss.clone());
+    let rss = sample_rss(vec![("one", one.pid()), ("two", two.pid())], stop_rss.clone());
 
-    // 1. Closed loop, with the bare-axum and pgbench limits at the same concurrency.
+    // 1. Closed loop, beside pgbench running one's transaction and the bare-axum ceiling.
     let one_url = format!("http://127.0.0.1:{ONE_PORT}/one");
     let bare_url = format!("http://127.0.0.1:{BARE_PORT}/one");
-    let pg = pgbench_setup(&stamp)?;
-    let mut best = 0.0f64;
-    for conns in CONNECTIONS {
+    let pg = limits::pgbench_setup(&stamp)?;
+    let (mut best, mut accepted) = (0.0f64, 0u64);
+    let (mut one_rps, mut own_tx) = (std::collections::HashMap::new(), std::collections::HashMap::new());
+    for &conns in connections {
         eprintln!("bench: POST /one closed loop, {conns} connections");
         let ours = closed_loop(post_op(client(conns)?, one_url.clone()), conns, d).await?;
+        accepted += ours.ok;
+        let pg_run = limits::pgbench(&pg, conns, d.as_secs(), &args.out)?;
         let bare_run = closed_loop(post_op(client(conns)?, bare_url.clone()), conns, d).await?;
-        let pg_run = pgbench(&pg, conns, args.duration_secs, &args.out)?;
         best = best.max(ours.throughput());
+        one_rps.insert(conns, ours.throughput());
+        own_tx.insert(conns, pg_run.0);
         let load = format!("{conns} conns");
         figures.push(Figure {
             scenario: "1. POST /one (closed loop)".into(),
             load: load.clone(),
             throughput: ours.throughput(),
             latency_ms: Some(percentiles_ms(&ours.latency)),
-            limit: Some(("bare axum 201".into(), bare_run.throughput())),
+            limit: Some(("pgbench: one's transaction".into(), pg_run.0)),
         });
         figures.push(Figure {
-            scenario: "   same, against pgbench INSERT".into(),
+            scenario: "   limit: pgbench, one's transaction".into(),
             load: load.clone(),
-            throughput: ours.throughput(),
-            latency_ms: None,
-            limit: Some(("pgbench single-row INSERT".into(), pg_run.0)),
-        });
-        figures.push(Figure {
-            scenario: "   limit: bare axum 201".into(),
-            load: load.clone(),
-            throughput: bare_run.throughput(),
-            latency_ms: Some(percentiles_ms(&bare_run.latency)),
-            limit: None,
-        });
-        figures.push(Figure {
-            scenario: "   limit: pgbench INSERT".into(),
-            load,
             throughput: pg_run.0,
             latency_ms: Some(pg_run.1),
             limit: None,
         });
+        figures.push(Figure {
+            scenario: "   limit: bare axum 201".into(),
+            load,
+            throughput: bare_run.throughput(),
+            latency_ms: Some(percentiles_ms(&bare_run.latency)),
+            limit: None,
+        });
     }
 
-    // 2. and 3. Half the best rate, open loop; end to end from the 201 to the stub.
+    // 2. and 3. Half the best rate, open loop, once two has caught up; end to end, by stage.
+    eprintln!("bench: waiting for two to deliver the {accepted} closed-loop requests");
+    wait_stub_count(&stub_url, accepted, 300).await?;
     let rate = (best / 2.0).max(1.0);
+    let (seen, watcher) = e2e::watch_topic(&args.brokers, &topic).await?;
     eprintln!("bench: POST /one open loop at {rate:.0}/s");
     let open = open_loop(post_op(client(256)?, one_url.clone()), rate, d, 256).await?;
     figures.push(Figure {
@@ -305,45 +254,37 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         latency_ms: Some(percentiles_ms(&open.latency)),
         limit: None,
     });
-    let e2e = end_to_end(&stub_url, &open.outputs).await?;
+    let e2e = e2e::end_to_end(&stub_url, &open.outputs, &seen).await?;
+    watcher.abort();
     figures.push(Figure {
         scenario: "3. end to end: 201 → stub received".into(),
         load: format!("{rate:.0}/s"),
         throughput: open.throughput(),
-        latency_ms: Some(e2e),
+        latency_ms: Some(e2e.total),
         limit: None,
     });
 
-    // 4. Two draining a pre-filled topic; the rdkafka limits on the same messages.
+    // 4. Two draining a pre-filled topic; rdkafka alone and the stub's HTTP rate as limits.
     let drain_topic = format!("bench-drain-{stamp}");
     cruncan_kafka::ensure_topic(&args.brokers, &drain_topic, 3, 1).await?;
-    eprintln!("bench: producing {} messages with rdkafka alone", args.drain_messages);
-    let produce_tp = produce(&args.brokers, &drain_topic, args.drain_messages).await?;
+    eprintln!("bench: producing {drain_messages} messages with rdkafka alone");
+    let produce_tp = limits::produce(&args.brokers, &drain_topic, drain_messages).await?;
     eprintln!("bench: consuming them with rdkafka alone");
-    let consume_tp = consume(&args.brokers, &drain_topic, args.drain_messages).await?;
-    let before: u64 = stub_count(&stub_url).await?;
-    eprintln!("bench: two draining {} messages", args.drain_messages);
+    let consume_tp = limits::consume(&args.brokers, &drain_topic, drain_messages).await?;
+    let before = stub_count(&stub_url).await?;
+    eprintln!("bench: two draining {drain_messages} messages with {} lanes", args.drain_concurrency);
     let started = Instant::now();
-    let drainer = spawn(
-        "two (drain)",
-        {
-            let mut c = Command::new(bin("two"));
-            c.args([
-                "--admin-port",
-                "18182",
-                "--topic",
-                &drain_topic,
-                "--group-id",
-                &format!("bench-drain-{stamp}"),
-            ])
-            .args(["--brokers", &args.brokers, "--token-url", &stub_url, "--three-url", &stub_url])
-            .env("APP_DATABASE__NAME", format!("bench_two_{stamp}"))
-            .env_remove("DATABASE_URL");
-            c
-        },
-        &logs.join("two-drain.log"),
-    )?;
-    let drain_rss = sample_rss(vec![("two (drain)", drainer.0.id())], stop_rss.clone());
+    let mut drain_cmd = two_command(
+        &bin("two"),
+        &args,
+        DRAIN_PORT,
+        &drain_topic,
+        &format!("bench-drain-{stamp}"),
+        &format!("bench_two_{stamp}"),
+    );
+    drain_cmd.args(["--concurrency", &args.drain_concurrency.to_string()]);
+    let drainer = Proc::spawn("two (drain)", drain_cmd, &logs.join("two-drain.log"))?;
+    let drain_rss = sample_rss(vec![("two (drain)", drainer.pid())], stop_rss.clone());
     let mut first: Option<Instant> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
@@ -351,91 +292,110 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         if n > 0 && first.is_none() {
             first = Some(Instant::now());
         }
-        if n as usize >= args.drain_messages {
+        if n as usize >= drain_messages {
             break;
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "two drained only {n} of {} in 10 minutes",
-            args.drain_messages
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        anyhow::ensure!(Instant::now() < deadline, "two drained only {n} of {drain_messages} in 10 minutes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let total = started.elapsed();
     let steady = first.map_or(total, |f| f.elapsed());
+    let drain_mps = drain_messages as f64 / steady.as_secs_f64();
+    stop_rss.store(true, Ordering::Relaxed);
+    drop(drainer);
+    eprintln!("bench: the stub's HTTP rate at {} connections", args.drain_concurrency);
+    let http = limits::stub_http_limit(&stub_url, args.drain_concurrency, d).await?;
+    let load = format!("{drain_messages} msgs, {} lanes", args.drain_concurrency);
     figures.push(Figure {
-        scenario: "4. two draining a pre-filled topic (incl. start-up)".into(),
-        load: format!("{} msgs, {} lanes", args.drain_messages, args.drain_concurrency),
-        throughput: args.drain_messages as f64 / total.as_secs_f64(),
+        scenario: "4. two draining, from the first delivery".into(),
+        load: load.clone(),
+        throughput: drain_mps,
+        latency_ms: None,
+        limit: Some(("stub HTTP alone".into(), http.throughput())),
+    });
+    figures.push(Figure {
+        scenario: "   same, including two's start-up".into(),
+        load: load.clone(),
+        throughput: drain_messages as f64 / total.as_secs_f64(),
         latency_ms: None,
         limit: Some(("rdkafka consume alone".into(), consume_tp)),
     });
     figures.push(Figure {
-        scenario: "   two draining, from the first delivery".into(),
-        load: format!("{} msgs", args.drain_messages),
-        throughput: args.drain_messages as f64 / steady.as_secs_f64(),
-        latency_ms: None,
-        limit: Some(("rdkafka consume alone".into(), consume_tp)),
-    });
-    figures.push(Figure {
-        scenario: "   limit: rdkafka produce alone (idempotent, acks=all)".into(),
-        load: format!("{} msgs", args.drain_messages),
-        throughput: produce_tp,
-        latency_ms: None,
+        scenario: "   limit: POST /three to the stub alone".into(),
+        load: format!("{} conns", args.drain_concurrency),
+        throughput: http.throughput(),
+        latency_ms: Some(percentiles_ms(&http.latency)),
         limit: None,
     });
     figures.push(Figure {
         scenario: "   limit: rdkafka consume alone".into(),
-        load: format!("{} msgs", args.drain_messages),
+        load: format!("{drain_messages} msgs"),
         throughput: consume_tp,
+        latency_ms: None,
+        limit: None,
+    });
+    figures.push(Figure {
+        scenario: "   limit: rdkafka produce alone (idempotent, acks=all)".into(),
+        load: format!("{drain_messages} msgs"),
+        throughput: produce_tp,
         latency_ms: None,
         limit: None,
     });
 
     // 5. Memory.
-    stop_rss.store(true, Ordering::Relaxed);
     let mut peaks = rss.await?;
     peaks.extend(drain_rss.await?);
-    drop(drainer);
     drop((one, two, stub, bare));
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let peak_of = |name: &str| {
+        peaks.iter().filter(|(n, _)| n.starts_with(name)).map(|(_, p)| mib(*p)).fold(0.0, f64::max)
+    };
+    let memory: Vec<(String, f64, f64)> = peaks
+        .iter()
+        .map(|(name, peak)| {
+            let idle = match *name {
+                "one" => mib(idle_one),
+                "two" => mib(idle_two),
+                _ => 0.0,
+            };
+            ((*name).to_owned(), idle, mib(*peak))
+        })
+        .collect();
 
-    let machine = machine();
-    let mut report = format!(
-        "# Benchmark report\n\n{}\n\nRun: {stamp} UTC, {}s per step, {} messages drained.\n\n{}\n## Memory (RSS)\n\n| process | idle | peak |\n|---|---:|---:|\n",
-        machine,
-        args.duration_secs,
-        args.drain_messages,
-        markdown(&figures)
+    let get = |m: &std::collections::HashMap<usize, f64>, c: usize| m.get(&c).copied().unwrap_or(0.0);
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let summary = report::Summary {
+        mode,
+        postgres: postgres.clone(),
+        one_rps_c8: get(&one_rps, 8),
+        one_rps_c32: get(&one_rps, 32),
+        own_tx_rps_c8: get(&own_tx, 8),
+        own_tx_rps_c32: get(&own_tx, 32),
+        one_vs_own_tx_c8: ratio(get(&one_rps, 8), get(&own_tx, 8)),
+        one_vs_own_tx_c32: ratio(get(&one_rps, 32), get(&own_tx, 32)),
+        e2e_rate: rate,
+        e2e_p50_ms: e2e.total[0],
+        e2e_p99_ms: e2e.total[2],
+        e2e_p99_relay_ms: e2e.relay[2],
+        e2e_p99_broker_ms: e2e.broker[2],
+        e2e_p99_two_ms: e2e.two[2],
+        two_drain_mps: drain_mps,
+        two_lanes: args.drain_concurrency,
+        two_http_limit_mps: http.throughput(),
+        rdkafka_consume_mps: consume_tp,
+        one_rss_peak_mib: peak_of("one"),
+        two_rss_peak_mib: peak_of("two"),
+    };
+    let header = format!(
+        "{}\n\nRun: {stamp} UTC, {mode} mode, {}s per step, {drain_messages} messages drained; PostgreSQL {postgres}.",
+        machine(),
+        d.as_secs()
     );
-    for (name, peak) in &peaks {
-        let idle = match *name {
-            "one" => format!("{:.1} MiB", idle_one as f64 / 1024.0),
-            "two" => format!("{:.1} MiB", idle_two as f64 / 1024.0),
-            _ => "—".into(),
-        };
-        report.push_str(&format!("| {name} | {idle} | {:.1} MiB |\n", *peak as f64 / 1024.0));
-    }
-    report.push_str(KNOBS);
-    std::fs::write(args.out.join("report.md"), &report)?;
-    std::fs::write(args.out.join("report.csv"), csv(&figures))?;
-    println!("{report}");
-    eprintln!("bench: wrote {} and report.csv", args.out.join("report.md").display());
+    let text = report::write(&args.out, &header, &figures, &memory, &e2e, &summary)?;
+    println!("{text}");
+    eprintln!("bench: wrote {} (and report.csv, summary.json)", args.out.join("report.md").display());
     Ok(())
 }
-
-/// What each tuning knob does, appended to every report.
-const KNOBS: &str = "
-## Knobs
-
-| knob | what it does |
-|---|---|
-| `database.max_connections` (one, two) | pool size; beyond what the cores can serve it only adds queueing |
-| `outbox.batch_size` (one) | rows claimed and published per relay transaction |
-| `outbox.batch_window_ms` (one) | after a NOTIFY, wait this long so concurrent requests share one relay round |
-| `kafka.linger_ms` (one) | producer batching: more records per broker request, at that much added latency |
-| `kafka.concurrency` (two) | lanes handling messages at once (per-key order kept); helps when the third party is slow |
-| `telemetry.log_filter` (both) | `info` writes a line per request or message; `warn` saves CPU on hot paths |
-";
 
 fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -454,173 +414,4 @@ fn machine() -> String {
         "Machine: {cores} cores ({}), {mem:.0} GiB RAM; everything (load generator included) on this one machine, over loopback.",
         model.unwrap_or_else(|| "unknown CPU".into())
     )
-}
-
-async fn stub_count(stub: &str) -> anyhow::Result<u64> {
-    let v: serde_json::Value = reqwest::get(format!("{stub}/received/count")).await?.json().await?;
-    v["count"].as_u64().context("count")
-}
-
-/// Milliseconds from each 201 to the stub's receipt of the same id.
-async fn end_to_end(
-    stub: &str,
-    accepted: &[(String, chrono::DateTime<chrono::Utc>)],
-) -> anyhow::Result<[f64; 4]> {
-    let wanted: std::collections::HashMap<&str, chrono::DateTime<chrono::Utc>> =
-        accepted.iter().map(|(id, at)| (id.as_str(), *at)).collect();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let received: Vec<serde_json::Value> = reqwest::get(format!("{stub}/received")).await?.json().await?;
-        let mut samples = Vec::with_capacity(wanted.len());
-        for r in &received {
-            if let (Some(id), Some(at)) = (r["id"].as_str(), r["received_at"].as_str())
-                && let Some(accepted_at) = wanted.get(id)
-            {
-                let at: chrono::DateTime<chrono::Utc> = at.parse()?;
-                samples.push((at - *accepted_at).num_microseconds().unwrap_or(0).max(0) as u64);
-            }
-        }
-        if samples.len() >= wanted.len() {
-            return percentiles_of(&samples);
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {} of {} requests reached the stub",
-            samples.len(),
-            wanted.len()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-async fn produce(brokers: &str, topic: &str, n: usize) -> anyhow::Result<f64> {
-    let producer = cruncan_kafka::Producer::new(&cruncan_kafka::ProducerConfig::new(brokers, "bench"))?;
-    let started = Instant::now();
-    let sent = AtomicU64::new(0);
-    let sends = (0..n).map(|i| {
-        let id = format!("{:020}", 1_000_000_000 + i);
-        let event = cruncan_model::OneRequestEvent {
-            request_id: id.clone(),
-            user_id: "bench-user".into(),
-            prompt: "measure me".into(),
-            data: vec![],
-            created_at: chrono::Utc::now(),
-        };
-        let producer = producer.clone();
-        let sent = &sent;
-        async move {
-            let payload = serde_json::to_vec(&event)?;
-            producer.send(topic, id.as_bytes(), &payload, &[]).await?;
-            sent.fetch_add(1, Ordering::Relaxed);
-            anyhow::Ok(())
-        }
-    });
-    // Bounded concurrency: at most 10,000 records in flight.
-    use futures::StreamExt as _;
-    let results: Vec<_> = futures::stream::iter(sends).buffer_unordered(10_000).collect().await;
-    results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(sent.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
-}
-
-async fn consume(brokers: &str, topic: &str, n: usize) -> anyhow::Result<f64> {
-    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("bench-raw-{topic}"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    consumer.subscribe(&[topic])?;
-    let mut got = 0usize;
-    let mut started = None;
-    while got < n {
-        tokio::time::timeout(Duration::from_secs(60), consumer.recv())
-            .await
-            .context("consume timed out")??;
-        started.get_or_insert_with(Instant::now);
-        got += 1;
-    }
-    Ok(n as f64 / started.map_or(1.0, |s| s.elapsed().as_secs_f64()))
-}
-
-struct PgBench {
-    db: String,
-    script: PathBuf,
-}
-
-fn psql(db: &str, sql: &str) -> anyhow::Result<()> {
-    let status = Command::new("psql")
-        .args(["-q", "-h", "127.0.0.1", "-p", "15432", "-U", "postgres", "-d", db, "-c", sql])
-        .env("PGPASSWORD", "postgres")
-        .status()
-        .context("psql")?;
-    anyhow::ensure!(status.success(), "psql failed: {sql}");
-    Ok(())
-}
-
-/// A database with the same `request` table as one, and a script doing one's single-row INSERT.
-fn pgbench_setup(stamp: &str) -> anyhow::Result<PgBench> {
-    let db = format!("bench_pg_{stamp}");
-    psql("postgres", &format!("CREATE DATABASE {db}"))?;
-    psql(
-        &db,
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../one/migrations/0001_request.sql"))?,
-    )?;
-    let script = std::env::temp_dir().join(format!("cruncan-insert-{stamp}.sql"));
-    std::fs::write(
-        &script,
-        "INSERT INTO request (req_id, user_id, created_at, updated_at, req) VALUES (gen_random_uuid()::text, 'bench-user', now(), now(), \
-         '{\"user_id\":\"bench-user\",\"prompt\":\"measure me\",\"data\":[{\"key\":\"k\",\"value\":\"v\"}]}'::jsonb);\n",
-    )?;
-    Ok(PgBench { db, script })
-}
-
-/// Runs pgbench; returns (transactions per second, [p50, p90, p99, max] ms from its per-transaction log).
-fn pgbench(
-    pg: &PgBench,
-    clients: usize,
-    secs: u64,
-    out: &std::path::Path,
-) -> anyhow::Result<(f64, [f64; 4])> {
-    let prefix = out.join(format!("pgbench-{clients}"));
-    let output = Command::new("pgbench")
-        .args(["-n", "-h", "127.0.0.1", "-p", "15432", "-U", "postgres"])
-        .args(["-c", &clients.to_string(), "-j", &clients.min(2).to_string(), "-T", &secs.to_string()])
-        .arg("-f")
-        .arg(&pg.script)
-        .args(["--log", "--log-prefix"])
-        .arg(&prefix)
-        .arg(&pg.db)
-        .env("PGPASSWORD", "postgres")
-        .output()
-        .context("running pgbench")?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(
-        output.status.success(),
-        "pgbench failed: {}{}",
-        text,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let tps = text
-        .lines()
-        .find(|l| l.starts_with("tps ="))
-        .and_then(|l| l.split_whitespace().nth(2)?.parse::<f64>().ok())
-        .context("no tps in pgbench output")?;
-    // Per-transaction log lines: client_id transaction_no latency_us script_no epoch epoch_us.
-    let mut samples = Vec::new();
-    for entry in std::fs::read_dir(out)? {
-        let path = entry?.path();
-        if path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(&format!("pgbench-{clients}.")))
-        {
-            for line in std::fs::read_to_string(&path)?.lines() {
-                if let Some(us) = line.split_whitespace().nth(2).and_then(|v| v.parse::<u64>().ok()) {
-                    samples.push(us);
-                }
-            }
-            std::fs::remove_file(&path)?;
-        }
-    }
-    Ok((tps, percentiles_of(&samples)?))
 }

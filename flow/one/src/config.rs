@@ -102,9 +102,9 @@ pub struct KafkaSettings {
 pub struct OutboxSettings {
     /// Rows claimed and published per transaction.
     pub batch_size: i64,
-    /// Safety-net poll when no NOTIFY arrives.
+    /// Poll for rows no wake-up announced (other replicas' rows, a missed wake-up).
     pub poll_interval_ms: u64,
-    /// After a NOTIFY, wait this long for more rows before claiming (0: claim at once).
+    /// After a wake-up, wait this long for more rows before claiming (0: claim at once).
     #[serde(default)]
     pub batch_window_ms: u64,
     /// On shutdown, how long the relay keeps draining pending rows.

@@ -47,6 +47,11 @@ impl CreateRequestBody {
             if required && value.trim().is_empty() {
                 return Err(err(field, "must not be empty".into()));
             }
+            // Valid JSON, but PostgreSQL cannot store U+0000 in text or jsonb: refuse it here,
+            // by name, instead of failing in the database with a 500.
+            if value.contains('\0') {
+                return Err(err(field, "must not contain the NUL character (\\u0000)".into()));
+            }
             let len = value.chars().count();
             if len > max {
                 return Err(err(field, format!("must be at most {max} characters, got {len}")));
@@ -104,6 +109,9 @@ mod tests {
             (body("u", "p", &[("a", "b"), ("", "d")]), "data[1].key", "must not be empty"),
             (body("u", "p", &[("abcd", "b")]), "data[0].key", "at most 3"),
             (body("u", "p", &[("a", "12345")]), "data[0].value", "at most 4"),
+            (body("u\0", "p", &[]), "user_id", "NUL"),
+            (body("u", "p\0q", &[]), "prompt", "NUL"),
+            (body("u", "p", &[("k", "\0")]), "data[0].value", "NUL"),
         ];
         for (b, field, msg) in cases {
             let e = b.clone().validate(&limits()).unwrap_err();

@@ -212,9 +212,16 @@ async fn create(
         _ => ApiError::MalformedJson(rejection.body_text()),
     })?;
     let idempotency_key = idempotency_key(headers)?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-    let parsed: CreateRequestBody = serde_path_to_error::deserialize(&value).map_err(|e| {
+    // Syntax first (no allocation), so a body that is not JSON at all is reported as such even
+    // when a field before the syntax error has the wrong type; then straight into the typed body.
+    serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    // serde accepts a JSON array for a struct (its fields in order); the API's body is an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ValidationError { field: "body".into(), message: "must be a JSON object".into() }.into());
+    }
+    let mut json = serde_json::Deserializer::from_slice(&body);
+    let parsed: CreateRequestBody = serde_path_to_error::deserialize(&mut json).map_err(|e| {
         let field = e.path().to_string();
         ValidationError {
             field: if field == "." { "body".into() } else { field },

@@ -3,7 +3,10 @@
 //!
 //! - Several replicas may run: a batch is claimed with `FOR UPDATE SKIP LOCKED`, so two relays
 //!   never hold the same row.
-//! - It wakes on `LISTEN outbox` (a trigger NOTIFYs on insert), with a slow poll as a safety net.
+//! - It is woken in-process right after a request commits (the writer and the relay share the
+//!   process), with a poll as the net for rows other replicas wrote or a wake-up that was missed.
+//!   An insert trigger with `NOTIFY` would do the same across processes, but PostgreSQL takes a
+//!   global lock at commit for every notifying transaction, serialising all writers.
 //! - At-least-once: a relay that dies after the broker acked a row but before its transaction
 //!   committed leaves the row pending, and the next relay publishes it again. Consumers
 //!   de-duplicate by request id.
@@ -15,18 +18,19 @@ use cruncan_kafka::Producer;
 use cruncan_shutdown::Shutdown;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
-use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Postgres, Transaction};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The relay's metrics.
 struct RelayMetrics {
     pending: Arc<AtomicI64>,
+    oldest_ms: Arc<AtomicI64>,
     latency: Histogram<f64>,
     published: Counter<u64>,
     failed: Counter<u64>,
@@ -42,12 +46,24 @@ impl RelayMetrics {
             .with_description("Outbox rows not yet published")
             .with_callback(move |obs| obs.observe(observed.load(Ordering::Relaxed), &[]))
             .build();
+        let oldest_ms = Arc::new(AtomicI64::new(0));
+        let observed = Arc::clone(&oldest_ms);
+        let _age = meter
+            .f64_observable_gauge("outbox.oldest_pending_age")
+            .with_unit("s")
+            .with_description(
+                "Age of the oldest unpublished outbox row (0 when none): the broker-outage signal",
+            )
+            .with_callback(move |obs| obs.observe(observed.load(Ordering::Relaxed) as f64 / 1000.0, &[]))
+            .build();
         Self {
             pending,
+            oldest_ms,
             latency: meter
                 .f64_histogram("outbox.publish.latency")
                 .with_unit("s")
                 .with_description("From the request's commit to the broker's acknowledgement")
+                .with_boundaries(cruncan_telemetry::SECONDS_BOUNDARIES.to_vec())
                 .build(),
             published: meter
                 .u64_counter("outbox.published")
@@ -76,6 +92,15 @@ struct Row {
     created_at: DateTime<Utc>,
 }
 
+/// What one claim did: the ids the broker acknowledged, and the first failure if any send failed.
+#[derive(Debug)]
+pub struct Claimed {
+    /// Rows the broker acknowledged, in id order.
+    pub acked: Vec<i64>,
+    /// The first send error of the batch.
+    pub error: Option<anyhow::Error>,
+}
+
 /// Publishes outbox rows; see the module docs.
 pub struct Relay {
     pool: PgPool,
@@ -85,7 +110,26 @@ pub struct Relay {
     topic_ready: AtomicBool,
     metrics: RelayMetrics,
     pending_counted: std::sync::Mutex<Option<Instant>>,
+    wake: OutboxWaker,
 }
+
+// ANCHOR: waker
+/// Wakes the relay of this process after a request committed outbox rows. Wake-ups that arrive
+/// while the relay is busy coalesce into one: the next round claims every row committed by then.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxWaker(Arc<Notify>);
+
+impl OutboxWaker {
+    /// Call after the transaction that wrote outbox rows has committed.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    async fn woken(&self) {
+        self.0.notified().await;
+    }
+}
+// ANCHOR_END: waker
 
 impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,18 +148,20 @@ impl Relay {
             topic_ready: AtomicBool::new(false),
             metrics: RelayMetrics::new(),
             pending_counted: std::sync::Mutex::new(None),
+            wake: OutboxWaker::default(),
         }
+    }
+
+    /// The handle the request path uses to wake this relay after a commit.
+    pub fn waker(&self) -> OutboxWaker {
+        self.wake.clone()
     }
 
     // ANCHOR: relay_run
     /// Runs until `shutdown`, then keeps draining pending rows for up to `drain_timeout_ms`.
     pub async fn run(self, shutdown: Shutdown) {
-        let mut listener: Option<PgListener> = None;
         let mut failures = 0u32;
         while !shutdown.is_triggered() {
-            if listener.is_none() {
-                listener = self.listen().await;
-            }
             // Creating the topic touches no row, so it may be abandoned when shutdown comes.
             let ensured = tokio::select! {
                 () = shutdown.wait() => break,
@@ -125,6 +171,8 @@ impl Relay {
                 Ok(()) => self.publish_batch().await,
                 Err(e) => Err(e),
             };
+            // At most once a second, and also while the broker is away: that is when it matters.
+            self.refresh_pending_gauge().await;
             let wait = match published {
                 Ok(n) if n as i64 >= self.cfg.batch_size => {
                     failures = 0;
@@ -140,14 +188,13 @@ impl Relay {
                     Duration::from_millis((100u64 << failures.min(6)).min(5_000))
                 }
             };
-            // Sleep until NOTIFY, the poll interval, or shutdown.
+            // Sleep until a commit wakes us, the poll interval, or shutdown. While publishing
+            // fails, only the backoff ends the wait: new rows must not hammer a broken broker.
             tokio::select! {
                 () = shutdown.wait() => break,
                 () = tokio::time::sleep(wait) => {}
-                notified = wait_notify(&mut listener), if listener.is_some() && failures == 0 => {
-                    if notified.is_err() {
-                        listener = None; // connection lost; reconnect on the next round
-                    } else if self.cfg.batch_window_ms > 0 {
+                () = self.wake.woken(), if failures == 0 => {
+                    if self.cfg.batch_window_ms > 0 {
                         // Let the rows of concurrent requests gather: one claim, one produce
                         // batch and one UPDATE for many rows instead of one round per request.
                         tokio::time::sleep(Duration::from_millis(self.cfg.batch_window_ms)).await;
@@ -193,45 +240,45 @@ impl Relay {
             }
             *last = Some(now);
         }
-        if let Ok(n) = crate::repo::pending_outbox(&self.pool).await {
+        if let Ok((n, oldest_ms)) = crate::repo::outbox_backlog(&self.pool).await {
             self.metrics.pending.store(n, Ordering::Relaxed);
+            self.metrics.oldest_ms.store(oldest_ms, Ordering::Relaxed);
         }
-    }
-
-    async fn listen(&self) -> Option<PgListener> {
-        let mut l = PgListener::connect_with(&self.pool).await.ok()?;
-        l.listen("outbox").await.ok()?;
-        Some(l)
     }
 
     // ANCHOR: publish_batch
     /// Claims up to `batch_size` pending rows, publishes them, marks the acknowledged ones sent
-    /// and commits. Returns how many were published.
+    /// and commits. Returns how many were published; an error when rows were claimed and none
+    /// could be published (the failed attempts are committed all the same).
     pub async fn publish_batch(&self) -> anyhow::Result<usize> {
         self.ensure_topic().await?;
         let mut tx = self.pool.begin().await.context("starting outbox transaction")?;
-        let published = self.claim_and_publish(&mut tx).await?;
-        if !published.is_empty() {
+        let claimed = self.claim_and_publish(&mut tx).await?;
+        if !claimed.acked.is_empty() {
             sqlx::query("UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY($1)")
-                .bind(&published)
+                .bind(&claimed.acked)
                 .execute(&mut *tx)
                 .await
                 .context("marking outbox rows sent")?;
         }
+        // Committed even when every send failed: `attempts` and `last_error` must survive for
+        // the operator, and the rows stay pending either way.
         tx.commit().await.context("committing outbox transaction")?;
-        self.metrics.published.add(published.len() as u64, &[]);
-        self.refresh_pending_gauge().await;
-        Ok(published.len())
+        self.metrics.published.add(claimed.acked.len() as u64, &[]);
+        match claimed.error {
+            Some(e) if claimed.acked.is_empty() => Err(e),
+            _ => Ok(claimed.acked.len()),
+        }
     }
 
-    /// Claims pending rows inside `tx` (`FOR UPDATE SKIP LOCKED`) and publishes them in id order,
-    /// returning the ids the broker acknowledged. The rows stay locked, and pending, until the
-    /// caller marks them and commits — dropping `tx` instead is what a crash after publishing
+    /// Claims pending rows inside `tx` (`FOR UPDATE SKIP LOCKED`) and publishes them in id order;
+    /// records each failed send on its row inside `tx`. The rows stay locked, and pending, until
+    /// the caller marks them and commits — dropping `tx` instead is what a crash after publishing
     /// looks like, and the rows are published again by the next relay.
     pub async fn claim_and_publish(
         &self,
         tx: &mut Transaction<'static, Postgres>,
-    ) -> anyhow::Result<Vec<i64>> {
+    ) -> anyhow::Result<Claimed> {
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, topic, key, payload, headers, created_at FROM outbox
              WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
@@ -243,27 +290,31 @@ impl Relay {
         // Sends are enqueued in id order; the idempotent producer keeps that order per partition.
         let sends = rows.iter().map(|row| self.publish(row));
         let results = futures::future::join_all(sends).await;
-        let mut acked = Vec::with_capacity(rows.len());
-        let mut first_error = None;
+        let mut claimed = Claimed { acked: Vec::with_capacity(rows.len()), error: None };
+        let (mut failed_ids, mut failed_errors) = (Vec::new(), Vec::new());
         for (row, result) in rows.iter().zip(results) {
             match result {
-                Ok(()) => acked.push(row.id),
+                Ok(()) => claimed.acked.push(row.id),
                 Err(e) => {
-                    self.metrics.failed.add(1, &[]);
-                    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
-                        .bind(row.id)
-                        .bind(format!("{e:#}"))
-                        .execute(&mut **tx)
-                        .await
-                        .ok();
-                    first_error.get_or_insert(e);
+                    failed_ids.push(row.id);
+                    failed_errors.push(format!("{e:#}"));
+                    claimed.error.get_or_insert(e);
                 }
             }
         }
-        match first_error {
-            Some(e) if acked.is_empty() => Err(e),
-            _ => Ok(acked),
+        if !failed_ids.is_empty() {
+            self.metrics.failed.add(failed_ids.len() as u64, &[]);
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = f.error
+                 FROM unnest($1::bigint[], $2::text[]) AS f(id, error) WHERE outbox.id = f.id",
+            )
+            .bind(&failed_ids)
+            .bind(&failed_errors)
+            .execute(&mut **tx)
+            .await
+            .context("recording failed sends")?;
         }
+        Ok(claimed)
     }
     // ANCHOR_END: publish_batch
 
@@ -317,15 +368,5 @@ impl Relay {
         .await?;
         self.topic_ready.store(true, Ordering::Relaxed);
         Ok(())
-    }
-}
-
-async fn wait_notify(listener: &mut Option<PgListener>) -> anyhow::Result<()> {
-    match listener {
-        Some(l) => {
-            l.recv().await?;
-            Ok(())
-        }
-        None => std::future::pending().await,
     }
 }

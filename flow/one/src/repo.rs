@@ -1,6 +1,7 @@
 //! The request repository: a trait, its PostgreSQL implementation (request row, outbox row and
 //! idempotency key in one transaction), and a tracing decorator.
 
+use crate::outbox::OutboxWaker;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -116,12 +117,13 @@ pub trait RequestRepository: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct PgRequestRepository {
     pool: PgPool,
+    relay: OutboxWaker,
 }
 
 impl PgRequestRepository {
-    /// A repository over `pool`.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// A repository over `pool` that wakes `relay` after each commit that wrote an outbox row.
+    pub fn new(pool: PgPool, relay: OutboxWaker) -> Self {
+        Self { pool, relay }
     }
 
     async fn earlier_outcome(&self, key: &IdempotencyKey) -> Result<Option<Created>, RepoError> {
@@ -159,48 +161,37 @@ impl RequestRepository for PgRequestRepository {
             return Ok(earlier);
         }
         let req_id = id.to_string();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO request (req_id, user_id, created_at, updated_at, req) VALUES ($1, $2, $3, $3, $4)",
-        )
-        .bind(&req_id)
-        .bind(&request.user_id)
-        .bind(now)
-        .bind(sqlx::types::Json(request))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO outbox (topic, key, payload, headers, created_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&outbox.topic)
-        .bind(&outbox.key)
-        .bind(&outbox.payload)
-        .bind(sqlx::types::Json(&outbox.headers))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(key) = idempotency {
-            // A concurrent request with the same key blocks here on the primary key until the
-            // first one commits; then it inserts nothing, rolls back its own rows and replays.
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_key (key, request_hash, response_status, response_body, req_id)
-                 VALUES ($1, $2, 201, $3, $4) ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(&key.key)
-            .bind(&key.request_hash)
-            .bind(serde_json::json!({ "request_id": req_id }))
+        // One statement, so one round trip and its own transaction: the request row, its outbox
+        // row and (with a key) the idempotency row commit together or not at all.
+        let query = match idempotency {
+            None => sqlx::query(INSERT_REQUEST_AND_OUTBOX),
+            Some(key) => sqlx::query(INSERT_WITH_IDEMPOTENCY_KEY)
+                .bind(&key.key)
+                .bind(&key.request_hash)
+                .bind(serde_json::json!({ "request_id": req_id })),
+        };
+        let inserted = query
             .bind(&req_id)
-            .execute(&mut *tx)
+            .bind(&request.user_id)
+            .bind(now)
+            .bind(sqlx::types::Json(request))
+            .bind(&outbox.topic)
+            .bind(&outbox.key)
+            .bind(&outbox.payload)
+            .bind(sqlx::types::Json(&outbox.headers))
+            .execute(&self.pool)
             .await?
             .rows_affected();
-            if inserted == 0 {
-                tx.rollback().await?;
-                return self.earlier_outcome(key).await?.ok_or_else(|| {
-                    RepoError::Other(anyhow::anyhow!("idempotency key vanished after a conflict"))
-                });
-            }
+        if inserted == 0 {
+            // Another request with the same key committed first (we waited for it on the key's
+            // primary key, then inserted nothing): answer what it answered.
+            let key =
+                idempotency.ok_or_else(|| RepoError::Other(anyhow::anyhow!("outbox row not written")))?;
+            return self.earlier_outcome(key).await?.ok_or_else(|| {
+                RepoError::Other(anyhow::anyhow!("idempotency key vanished after a conflict"))
+            });
         }
-        tx.commit().await?;
+        self.relay.wake();
         Ok(Created::New)
     }
     // ANCHOR_END: create_tx
@@ -219,6 +210,31 @@ impl RequestRepository for PgRequestRepository {
         }))
     }
 }
+
+// ANCHOR: create_sql
+/// The request row and its outbox row. `$1…$8`: req_id, user_id, now, req, topic, key,
+/// payload, headers. Reports one row affected (the outbox row).
+const INSERT_REQUEST_AND_OUTBOX: &str = "
+    WITH request_row AS (
+        INSERT INTO request (req_id, user_id, created_at, updated_at, req)
+        VALUES ($1, $2, $3, $3, $4))
+    INSERT INTO outbox (topic, key, payload, headers, created_at)
+    VALUES ($5, $6, $7, $8, $3)";
+
+/// The same with an idempotency key (`$1…$3`: key, request hash, response body; then as above
+/// from `$4`). A concurrent request with the same key waits on the key's primary key until the
+/// first one commits, then inserts nothing at all: zero rows affected.
+const INSERT_WITH_IDEMPOTENCY_KEY: &str = "
+    WITH key_row AS (
+        INSERT INTO idempotency_key (key, request_hash, response_status, response_body, req_id)
+        VALUES ($1, $2, 201, $3, $4) ON CONFLICT (key) DO NOTHING
+        RETURNING req_id),
+    request_row AS (
+        INSERT INTO request (req_id, user_id, created_at, updated_at, req)
+        SELECT $4, $5, $6, $6, $7 FROM key_row)
+    INSERT INTO outbox (topic, key, payload, headers, created_at)
+    SELECT $8, $9, $10, $11, $6 FROM key_row";
+// ANCHOR_END: create_sql
 
 // ANCHOR: traced_repository
 /// Wraps any repository in client spans (`one_request.create`, `one_request.get`) with database
@@ -281,4 +297,16 @@ pub async fn pending_outbox(pool: &PgPool) -> anyhow::Result<i64> {
         .fetch_one(pool)
         .await
         .context("counting pending outbox rows")
+}
+
+/// Pending outbox rows and the age of the oldest one in milliseconds (0 when none), for the
+/// backlog gauges.
+pub async fn outbox_backlog(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT count(*), coalesce((extract(epoch FROM now() - min(created_at)) * 1000)::bigint, 0)
+         FROM outbox WHERE sent_at IS NULL",
+    )
+    .fetch_one(pool)
+    .await
+    .context("measuring the outbox backlog")
 }

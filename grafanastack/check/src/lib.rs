@@ -358,6 +358,46 @@ mod tests {
         assert!(http.contains("\"/readyz\"") && http.contains("\"/healthz\""));
     }
 
+    /// Every `f64_histogram(...)` builder chain in the workspace's Rust sources that declares
+    /// `.with_unit("s")` must also declare `.with_boundaries(...)`: the SDK's default buckets are
+    /// for milliseconds and make a seconds panel unreadable.
+    #[test]
+    fn every_seconds_histogram_has_explicit_boundaries() {
+        let mut offenders = Vec::new();
+        let mut checked = 0;
+        for dir in ["pkg", "flow", "reference"] {
+            for file in rust_files(&root().join(dir)) {
+                let text = std::fs::read_to_string(&file).unwrap();
+                for (at, _) in text.match_indices(".f64_histogram(") {
+                    let chain = &text[at..];
+                    let chain = &chain[..chain.find(".build()").unwrap_or(chain.len())];
+                    if chain.contains(".with_unit(\"s\")") {
+                        checked += 1;
+                        if !chain.contains(".with_boundaries(") {
+                            offenders.push(file.display().to_string());
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked >= 4, "the scan found the known seconds histograms ({checked})");
+        assert!(offenders.is_empty(), "seconds histograms without boundaries in {offenders:?}");
+    }
+
+    fn rust_files(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(dir) else { return out };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.ends_with("target") && !path.ends_with("node_modules") {
+                out.extend(rust_files(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+        out
+    }
+
     #[test]
     fn dockerfile_and_flow_compose_agree() {
         let docker = std::fs::read_to_string(root().join("deploy/Dockerfile")).unwrap();

@@ -56,9 +56,7 @@ fn duration_histogram() -> &'static Histogram<f64> {
             .f64_histogram("http.server.request.duration")
             .with_unit("s")
             .with_description("Duration of HTTP server requests")
-            .with_boundaries(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ])
+            .with_boundaries(cruncan_telemetry::SECONDS_BOUNDARIES.to_vec())
             .build()
     })
 }

@@ -247,6 +247,7 @@ impl Metrics {
                 .f64_histogram("messaging.process.duration")
                 .with_unit("s")
                 .with_description("Time to handle one message, retries included")
+                .with_boundaries(cruncan_telemetry::SECONDS_BOUNDARIES.to_vec())
                 .build(),
         }
     }

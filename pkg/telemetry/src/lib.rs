@@ -37,6 +37,15 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 
 pub use opentelemetry::global::meter;
 
+// ANCHOR: seconds_boundaries
+/// Bucket boundaries for every histogram in seconds. The SDK's defaults (0, 5, 10, 25, …, 10000)
+/// are meant for milliseconds: in seconds every value under 5 s falls in one bucket and a
+/// p99 panel reads 4.95 s whatever happened. `grafanastack/check` fails on a seconds histogram
+/// built without explicit boundaries.
+pub const SECONDS_BOUNDARIES: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+// ANCHOR_END: seconds_boundaries
+
 /// Where OTLP data goes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Otlp {

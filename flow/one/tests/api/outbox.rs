@@ -29,6 +29,11 @@ async fn with_the_broker_down_requests_succeed_and_rows_wait_until_it_is_back() 
         ids.insert(r.json::<serde_json::Value>().await.unwrap()["request_id"].as_str().unwrap().to_owned());
     }
     assert_eq!(down.pending().await, 5, "rows wait in the outbox");
+    assert_eq!(
+        down.get("/readyz").await.status(),
+        200,
+        "a broker outage does not take the API out of rotation"
+    );
     down.stop().await;
 
     // The broker is back (a new start with a reachable broker, same database and topic).
@@ -85,8 +90,8 @@ async fn a_relay_killed_after_publishing_republishes_at_most_once_more() {
     cruncan_kafka::ensure_topic(&brokers(), &s.kafka.topic, 1, 1).await.unwrap();
     // Publish, then die before marking: the transaction is dropped, the row stays pending.
     let mut tx = pool.begin().await.unwrap();
-    let acked = relay.claim_and_publish(&mut tx).await.unwrap();
-    assert_eq!(acked.len(), 1);
+    let claimed = relay.claim_and_publish(&mut tx).await.unwrap();
+    assert_eq!(claimed.acked.len(), 1);
     drop(tx);
     let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
         .fetch_one(&pool)
@@ -100,4 +105,37 @@ async fn a_relay_killed_after_publishing_republishes_at_most_once_more() {
     let records = read_topic(&s.kafka.topic, 2, Duration::from_secs(30), Duration::from_secs(1)).await;
     assert_eq!(records.len(), 2, "published exactly twice: at-least-once, at most once more");
     assert!(records.iter().all(|r| r.key == id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sends_are_recorded_on_their_rows_and_stay_pending() {
+    let db = test_database().await;
+    let mut s = settings(&db);
+    unreachable_broker(&mut s);
+    let app = spawn_with(s.clone()).await;
+    assert_eq!(app.post_one(&valid_body()).await.status(), 201);
+    app.stop().await;
+    let pool = db.lazy_pool();
+
+    // The topic exists (the admin client reaches the broker) but every send times out: the
+    // producer points at an address where nothing answers.
+    let mut kafka = s.kafka.clone();
+    kafka.brokers = brokers();
+    cruncan_kafka::ensure_topic(&brokers(), &s.kafka.topic, 1, 1).await.unwrap();
+    let producer = Producer::new(&ProducerConfig {
+        message_timeout_ms: 1_000,
+        ..ProducerConfig::new("127.0.0.1:9", "failing-relay")
+    })
+    .unwrap();
+    let relay = Relay::new(pool.clone(), producer, kafka, s.outbox.clone());
+    assert!(relay.publish_batch().await.is_err(), "nothing could be published");
+    let (pending, attempts, error): (i64, i32, Option<String>) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE sent_at IS NULL), max(attempts), max(last_error) FROM outbox",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(pending, 1, "the row stays pending");
+    assert_eq!(attempts, 1, "the failed attempt survived the batch");
+    assert!(error.is_some_and(|e| !e.is_empty()), "the failure is recorded for the operator");
 }
