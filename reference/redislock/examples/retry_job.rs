@@ -58,6 +58,11 @@ async fn main() -> anyhow::Result<()> {
         downstream_url: downstream,
         downstream_timeout: Duration::from_secs(2),
         interval: Duration::from_secs(1),
+        retry: redislock::RetryPolicy {
+            first_backoff: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(300),
+            max_attempts: 10,
+        },
     };
     let replicas: Vec<RetryJob> = (0..args.replicas)
         .map(|_| RetryJob::new(pool.clone(), vec![args.redis_url.clone()], cfg.clone()))
