@@ -1,0 +1,180 @@
+//! The orchestrator's HTTP edge: `POST /orders` (202 with the saga id), `GET /sagas/{id}`,
+//! `GET /orders/{id}`, `/healthz`, `/readyz`.
+
+use crate::domain::{CreateOrderBody, OrderItem, ValidationError};
+use crate::orchestrator::Orchestrator;
+use crate::state::{SagaRecord, SagaStatus, StepRecord};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cruncan_http::{ReadinessCheck, json_error};
+use serde::Serialize;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// This replica's orchestrator.
+    pub orchestrator: Arc<Orchestrator>,
+    /// Dependencies answer?
+    pub ready: ReadinessCheck,
+}
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Not JSON, or JSON of the wrong shape; names the field.
+    #[error("{0}")]
+    Malformed(String),
+    /// A field failed validation.
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// The path id is not a UUID.
+    #[error("{0} is not a UUID")]
+    InvalidId(String),
+    /// No such saga or order.
+    #[error("no {0} with id {1}")]
+    NotFound(&'static str, Uuid),
+    /// Anything else; details logged, never sent.
+    #[error("internal error")]
+    Unexpected(#[source] anyhow::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Self::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            Self::Validation(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
+            Self::InvalidId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),
+            Self::NotFound(..) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Unexpected(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        match &self {
+            Self::Unexpected(cause) => tracing::error!(error = %format!("{cause:#}"), "request failed"),
+            other => tracing::info!(error = %other, code, "request rejected"),
+        }
+        json_error(status, code, self.to_string())
+    }
+}
+
+/// `202` body of `POST /orders`.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Accepted {
+    /// The saga, to poll at `/sagas/{saga_id}`.
+    pub saga_id: Uuid,
+    /// The order it creates.
+    pub order_id: Uuid,
+    /// `pending` (or further along already).
+    pub status: SagaStatus,
+}
+
+/// `GET /sagas/{id}` body.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct SagaView {
+    /// Saga id.
+    pub saga_id: Uuid,
+    /// Order id.
+    pub order_id: Uuid,
+    /// Status.
+    pub status: SagaStatus,
+    /// Every step with its state, attempts and error.
+    pub steps: Vec<StepRecord>,
+}
+
+/// `GET /orders/{id}` body: the order as the saga knows it.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct OrderView {
+    /// Order id.
+    pub order_id: Uuid,
+    /// The saga creating it.
+    pub saga_id: Uuid,
+    /// Who ordered.
+    pub user_id: String,
+    /// Lines; prices in minor units.
+    pub items: Vec<OrderItem>,
+    /// Total in minor units.
+    pub total: i64,
+    /// `processing`, `confirmed`, `cancelled`, or `needs_attention` (a parked saga).
+    pub status: &'static str,
+}
+
+impl From<SagaRecord> for SagaView {
+    fn from(r: SagaRecord) -> Self {
+        Self { saga_id: r.id(), order_id: r.input.order_id, status: r.status, steps: r.steps }
+    }
+}
+
+impl From<SagaRecord> for OrderView {
+    fn from(r: SagaRecord) -> Self {
+        let status = match r.status {
+            SagaStatus::Completed => "confirmed",
+            SagaStatus::Compensated => "cancelled",
+            SagaStatus::Failed => "needs_attention",
+            _ => "processing",
+        };
+        Self {
+            order_id: r.input.order_id,
+            saga_id: r.id(),
+            user_id: r.input.user_id,
+            items: r.input.items,
+            total: r.input.total.0,
+            status,
+        }
+    }
+}
+
+// ANCHOR: router
+/// Every route of the orchestrator.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/orders", post(create_order))
+        .route("/orders/{id}", get(get_order))
+        .route("/sagas/{id}", get(get_saga))
+        .with_state(state.clone())
+        .merge(cruncan_http::health_routes(state.ready))
+        .fallback(cruncan_http::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::from_fn(cruncan_http::json_method_not_allowed))
+        .layer(axum::middleware::from_fn(cruncan_http::telemetry_middleware))
+}
+// ANCHOR_END: router
+
+// ANCHOR: create_order
+/// Validates the order, stores its saga and answers `202` at once; the saga runs on.
+pub async fn create_order(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| ApiError::Malformed(e.body_text()))?;
+    let mut json = serde_json::Deserializer::from_slice(&body);
+    let parsed: CreateOrderBody = serde_path_to_error::deserialize(&mut json)
+        .map_err(|e| ApiError::Malformed(format!("{}: {}", e.path(), e.inner())))?;
+    let order = parsed.validate()?;
+    let saga = state.orchestrator.start(order).await.map_err(ApiError::Unexpected)?;
+    let accepted = Accepted { saga_id: saga.id(), order_id: saga.input.order_id, status: saga.status };
+    Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
+}
+// ANCHOR_END: create_order
+
+fn uuid(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::InvalidId(id.chars().take(64).collect()))
+}
+
+async fn get_saga(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = uuid(&id)?;
+    let saga = state.orchestrator.store().get(id).await.map_err(ApiError::Unexpected)?;
+    let saga = saga.ok_or(ApiError::NotFound("saga", id))?;
+    Ok(axum::Json(SagaView::from(saga)).into_response())
+}
+
+async fn get_order(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = uuid(&id)?;
+    let saga = state.orchestrator.store().get_by_order(id).await.map_err(ApiError::Unexpected)?;
+    let saga = saga.ok_or(ApiError::NotFound("order", id))?;
+    Ok(axum::Json(OrderView::from(saga)).into_response())
+}

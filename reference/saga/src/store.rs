@@ -1,0 +1,160 @@
+//! Saga state in PostgreSQL: inserted when the order is accepted, written before each
+//! participant call and after each answer, claimed by one orchestrator replica at a time.
+//!
+//! Claims take a *lease*: `lease_owner` and `lease_until`. A replica renews it with every write,
+//! and every write is conditional on still owning it (`WHERE lease_owner = $me`), so a replica that
+//! paused past its lease and lost the saga to another one cannot overwrite the newer state.
+
+use crate::domain::OrderSaga;
+use crate::state::{SagaRecord, SagaStatus, StepRecord};
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use sqlx::types::Json;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The row as read.
+#[derive(Debug, sqlx::FromRow)]
+struct Row {
+    status: String,
+    input: Json<OrderSaga>,
+    steps: Json<Vec<StepRecord>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<Row> for SagaRecord {
+    type Error = anyhow::Error;
+    fn try_from(row: Row) -> anyhow::Result<Self> {
+        Ok(SagaRecord {
+            status: SagaStatus::parse(&row.status).context("unknown saga status")?,
+            input: row.input.0,
+            steps: row.steps.0,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+const COLUMNS: &str = "status, input, steps, created_at, updated_at";
+
+/// A write found the lease taken by another replica: stop driving this saga.
+#[derive(Debug, thiserror::Error)]
+#[error("saga {0}: lease lost to another orchestrator")]
+pub struct LeaseLost(pub Uuid);
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// Saga rows; see the module docs.
+#[derive(Debug, Clone)]
+pub struct SagaStore {
+    pool: PgPool,
+}
+
+impl SagaStore {
+    /// A store over `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Inserts a new saga, leased to `owner` for `lease` when given (the replica that accepted
+    /// it drives it at once), else left for any replica to claim.
+    pub async fn insert(&self, record: &SagaRecord, owner: Option<(&str, Duration)>) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO saga.sagas (id, order_id, status, input, steps, lease_owner, lease_until)
+             VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))",
+        )
+        .bind(record.id())
+        .bind(record.input.order_id)
+        .bind(record.status.as_str())
+        .bind(Json(&record.input))
+        .bind(Json(&record.steps))
+        .bind(owner.map(|(o, _)| o))
+        .bind(owner.map(|(_, l)| secs(l)))
+        .execute(&self.pool)
+        .await
+        .context("inserting saga")?;
+        Ok(())
+    }
+
+    // ANCHOR: claim
+    /// Claims up to `limit` unfinished sagas whose lease is free or expired (their replica died),
+    /// oldest first. `SKIP LOCKED`: replicas claiming at once never wait on, or get, the same row.
+    pub async fn claim(&self, owner: &str, lease: Duration, limit: i64) -> anyhow::Result<Vec<SagaRecord>> {
+        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE saga.sagas SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
+             WHERE id IN (
+                 SELECT id FROM saga.sagas
+                 WHERE status IN ('pending', 'running', 'compensating')
+                   AND (lease_until IS NULL OR lease_until < now())
+                 ORDER BY created_at LIMIT $3
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING {COLUMNS}"
+        )))
+        .bind(owner)
+        .bind(secs(lease))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("claiming sagas")?;
+        rows.into_iter().map(SagaRecord::try_from).collect()
+    }
+    // ANCHOR_END: claim
+
+    // ANCHOR: save
+    /// Writes the saga's status and steps and renews the lease, if `owner` still holds it.
+    pub async fn save(&self, record: &SagaRecord, owner: &str, lease: Duration) -> anyhow::Result<()> {
+        let updated = sqlx::query(
+            "UPDATE saga.sagas SET status = $3, steps = $4, updated_at = now(), version = version + 1,
+                    lease_until = now() + make_interval(secs => $5)
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(record.id())
+        .bind(owner)
+        .bind(record.status.as_str())
+        .bind(Json(&record.steps))
+        .bind(secs(lease))
+        .execute(&self.pool)
+        .await
+        .context("saving saga state")?
+        .rows_affected();
+        anyhow::ensure!(updated == 1, LeaseLost(record.id()));
+        Ok(())
+    }
+    // ANCHOR_END: save
+
+    /// Gives up `owner`'s leases on unfinished sagas (a graceful stop), so another replica can
+    /// take them at once instead of after the lease runs out.
+    pub async fn release(&self, owner: &str) -> anyhow::Result<u64> {
+        Ok(sqlx::query("UPDATE saga.sagas SET lease_until = NULL WHERE lease_owner = $1 AND status IN ('pending', 'running', 'compensating')")
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .context("releasing leases")?
+            .rows_affected())
+    }
+
+    /// The saga `id`, if any.
+    pub async fn get(&self, id: Uuid) -> anyhow::Result<Option<SagaRecord>> {
+        self.get_where("id", id).await
+    }
+
+    /// The saga that created order `order_id`, if any.
+    pub async fn get_by_order(&self, order_id: Uuid) -> anyhow::Result<Option<SagaRecord>> {
+        self.get_where("order_id", order_id).await
+    }
+
+    async fn get_where(&self, column: &'static str, id: Uuid) -> anyhow::Result<Option<SagaRecord>> {
+        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM saga.sagas WHERE {column} = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .context("reading saga")?;
+        row.map(SagaRecord::try_from).transpose()
+    }
+}
