@@ -7,7 +7,7 @@ use crate::store::ProcessedStore;
 use anyhow::Context as _;
 use cruncan_accesstoken::TokenCache;
 use cruncan_http::ReadinessCheck;
-use cruncan_kafka::{Consumer, ConsumerConfig, Producer, ProducerConfig};
+use cruncan_kafka::{BreakerConfig, Consumer, ConsumerConfig, Producer, ProducerConfig};
 use cruncan_shutdown::Shutdown;
 use sqlx::PgPool;
 use std::net::SocketAddr;
@@ -57,6 +57,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             backoff_max: Duration::from_millis(k.backoff_max_ms),
             dead_letter_suffix: k.dead_letter_suffix.clone(),
             drain_timeout: Duration::from_millis(k.drain_timeout_ms),
+            breaker: BreakerConfig {
+                failure_threshold: k.breaker_failure_threshold,
+                probe_initial: Duration::from_millis(k.breaker_probe_initial_ms),
+                probe_max: Duration::from_millis(k.breaker_probe_max_ms),
+            },
             extra: k.extra.clone(),
             ..ConsumerConfig::new(k.brokers.clone(), k.group_id.clone(), vec![k.topic.clone()])
         },
@@ -69,10 +74,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         Arc::new(TwoHandler::new(tokens, http, settings.three.clone(), ProcessedStore::new(pool.clone())));
 
     let ready: ReadinessCheck = {
-        let (pool, producer) = (pool.clone(), dead_letters);
+        let (pool, producer, handler) = (pool.clone(), dead_letters, Arc::clone(&handler));
         Arc::new(move || {
-            let (pool, producer) = (pool.clone(), producer.clone());
+            let (pool, producer, handler) = (pool.clone(), producer.clone(), Arc::clone(&handler));
             Box::pin(async move {
+                if let Some(why) = handler.config_error() {
+                    anyhow::bail!("configuration: {why}");
+                }
                 cruncan_db::ping(&pool, Duration::from_secs(1)).await.context("database")?;
                 producer.check(Duration::from_secs(2)).await.context("kafka")?;
                 Ok(())

@@ -99,6 +99,12 @@ pub struct KafkaSettings {
     pub dead_letter_suffix: String,
     /// How long a stop waits for in-flight messages.
     pub drain_timeout_ms: u64,
+    /// Retryable failures in a row (across messages) that open the circuit breaker.
+    pub breaker_failure_threshold: u32,
+    /// First delay between probes while the breaker is open.
+    pub breaker_probe_initial_ms: u64,
+    /// Largest delay between probes.
+    pub breaker_probe_max_ms: u64,
     /// Extra librdkafka consumer properties.
     #[serde(default)]
     pub extra: std::collections::BTreeMap<String, String>,

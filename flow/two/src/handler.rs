@@ -18,6 +18,8 @@ pub struct TwoHandler {
     three: ThreeSettings,
     store: ProcessedStore,
     duplicates: Counter<u64>,
+    /// Set when the token server refuses our credentials: a configuration error, on `/readyz`.
+    config_error: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for TwoHandler {
@@ -39,7 +41,7 @@ impl TwoHandler {
             .with_description("Redelivered messages skipped because their request was already delivered")
             .build();
         duplicates.add(0, &[]); // the series exists from the start: the dashboard shows 0, not "no data"
-        Self { tokens, http, three, store, duplicates }
+        Self { tokens, http, three, store, duplicates, config_error: std::sync::Mutex::new(None) }
     }
 
     // ANCHOR: deliver
@@ -58,13 +60,36 @@ impl TwoHandler {
     }
     // ANCHOR_END: deliver
 
-    async fn token(&self) -> Result<Arc<Token>, HandlerError> {
-        // The message is not at fault when the token server is: always worth retrying.
-        self.tokens
-            .token()
-            .await
-            .map_err(|e| HandlerError::retryable(anyhow::anyhow!("getting an access token: {e}")))
+    /// Why two cannot work until its configuration is fixed (e.g. a refused client secret).
+    pub fn config_error(&self) -> Option<String> {
+        self.config_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
+
+    // ANCHOR: token
+    /// A token. The message is never at fault when the token server is: a transient failure is
+    /// retryable, and refused credentials are a configuration error that pauses consumption
+    /// (circuit breaker) and shows on `/readyz` instead of dead-lettering the topic.
+    async fn token(&self) -> Result<Arc<Token>, HandlerError> {
+        match self.tokens.token().await {
+            Ok(token) => {
+                self.config_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+                Ok(token)
+            }
+            Err(e) if e.is_retryable() => {
+                Err(HandlerError::retryable(anyhow::anyhow!("getting an access token: {e}")))
+            }
+            Err(e) => {
+                let why = format!(
+                    "the token server refuses our credentials ({e}): check token.client_id and token.client_secret"
+                );
+                tracing::error!(error = %why, "configuration error; consumption paused");
+                *self.config_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(why.clone());
+                Err(HandlerError::unavailable(anyhow::anyhow!(why)))
+            }
+        }
+    }
+    // ANCHOR_END: token
 
     /// One POST /three. Transport failures (timeout, refused) are retryable; statuses other than
     /// 401 are classified here so `Retry-After` can be read from the response.
@@ -80,8 +105,13 @@ impl TwoHandler {
             .build()
             .map_err(|e| HandlerError::permanent(anyhow::anyhow!("building the third-party request: {e}")))?;
         let response = cruncan_http::client::send_traced(&self.http, request).await.map_err(|e| {
-            let kind = if e.is_timeout() { "timed out" } else { "failed" };
-            HandlerError::retryable(anyhow::anyhow!("POST /three {kind}: {e}"))
+            if e.is_connect() {
+                // Nobody answers: the third party is down, whatever the message.
+                HandlerError::unavailable(anyhow::anyhow!("POST /three could not connect: {e}"))
+            } else {
+                let kind = if e.is_timeout() { "timed out" } else { "failed" };
+                HandlerError::retryable(anyhow::anyhow!("POST /three {kind}: {e}"))
+            }
         })?;
         let status = response.status();
         if status.is_success() || status == StatusCode::UNAUTHORIZED {
@@ -139,7 +169,9 @@ impl Handler for TwoHandler {
         }
 
         // At-least-once delivery: a message seen again after a crash or rebalance is skipped.
-        let processed = self.store.is_processed(&event.request_id).await.map_err(HandlerError::retryable)?;
+        // Our own database down is an outage, not this message's fault: pause, do not dead-letter.
+        let processed =
+            self.store.is_processed(&event.request_id).await.map_err(HandlerError::unavailable)?;
         if processed {
             self.duplicates.add(1, &[]);
             tracing::info!(request_id = %event.request_id, "already processed; skipping duplicate delivery");
@@ -151,7 +183,7 @@ impl Handler for TwoHandler {
             one_request: event.request(),
         };
         let status = self.deliver(&body).await?;
-        self.store.mark(&event.request_id, status.as_u16()).await.map_err(HandlerError::retryable)?;
+        self.store.mark(&event.request_id, status.as_u16()).await.map_err(HandlerError::unavailable)?;
         tracing::info!(request_id = %event.request_id, status = status.as_u16(), "request delivered to the third party");
         Ok(())
     }

@@ -6,6 +6,7 @@
 //! are still in flight, and the offset stored for commit is always the lowest unfinished one: a
 //! crash at any point re-delivers unfinished messages and never skips one.
 
+use crate::breaker::{Breaker, BreakerConfig, BreakerState};
 use crate::headers::KafkaHeaderExtractor;
 use crate::producer::Producer;
 use anyhow::Context as _;
@@ -22,6 +23,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -61,17 +63,23 @@ impl Message {
 /// What a handler reports when it could not finish a message.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    /// Worth trying again (a timeout, a 503): the consumer retries with backoff, then dead-letters.
+    /// Worth trying again (a timeout, a 503): the consumer retries with backoff, then dead-letters;
+    /// many in a row across messages open the circuit breaker instead (see [`crate::Breaker`]).
     #[error("retryable: {error:#}")]
     Retryable {
         /// The cause.
         error: anyhow::Error,
-        /// A delay the other side asked for (`Retry-After`), used instead of the backoff.
+        /// A delay the other side asked for (`Retry-After`): it may lengthen the backoff, never
+        /// shorten it.
         retry_after: Option<Duration>,
     },
     /// Will never succeed (bad input, a 400): dead-lettered at once.
     #[error("permanent: {0:#}")]
     Permanent(anyhow::Error),
+    /// Not the message's fault: a dependency is down or misconfigured (its credentials are
+    /// refused). Opens the circuit breaker at once: consumption pauses, nothing is dead-lettered.
+    #[error("unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
 }
 
 impl HandlerError {
@@ -83,6 +91,11 @@ impl HandlerError {
     /// A permanent error.
     pub fn permanent(error: impl Into<anyhow::Error>) -> Self {
         Self::Permanent(error.into())
+    }
+
+    /// A dependency is down or misconfigured.
+    pub fn unavailable(error: impl Into<anyhow::Error>) -> Self {
+        Self::Unavailable(error.into())
     }
 }
 
@@ -136,6 +149,8 @@ pub struct ConsumerConfig {
     pub dead_letter_suffix: String,
     /// How long a graceful stop waits for in-flight messages.
     pub drain_timeout: Duration,
+    /// When a dependency outage pauses consumption instead of dead-lettering.
+    pub breaker: BreakerConfig,
     /// Any other librdkafka property; these win.
     pub extra: BTreeMap<String, String>,
 }
@@ -154,6 +169,7 @@ impl ConsumerConfig {
             backoff_max: Duration::from_secs(10),
             dead_letter_suffix: ".dlq".into(),
             drain_timeout: Duration::from_secs(20),
+            breaker: BreakerConfig::default(),
             extra: BTreeMap::new(),
         }
     }
@@ -175,10 +191,12 @@ fn lock(t: &Tracker) -> std::sync::MutexGuard<'_, HashMap<(String, i32), Partiti
     t.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// librdkafka callbacks: rebalances (forget revoked partitions) and statistics (consumer lag).
+/// librdkafka callbacks: rebalances (forget revoked partitions, keep new ones paused while the
+/// breaker is open) and statistics (consumer lag).
 struct Ctx {
     tracker: Tracker,
     lag: Arc<Mutex<HashMap<(String, i32), i64>>>,
+    breaker: Breaker,
 }
 
 impl ClientContext for Ctx {
@@ -196,7 +214,7 @@ impl ClientContext for Ctx {
 }
 
 impl ConsumerContext for Ctx {
-    fn post_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let mut tracker = lock(&self.tracker);
@@ -205,7 +223,14 @@ impl ConsumerContext for Ctx {
                 }
                 tracing::info!(partitions = tpl.count(), "partitions revoked");
             }
-            Rebalance::Assign(tpl) => tracing::info!(partitions = tpl.count(), "partitions assigned"),
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                if self.breaker.state() == BreakerState::Open
+                    && let Err(e) = consumer.pause(tpl)
+                {
+                    tracing::warn!(error = %e, "could not pause newly assigned partitions");
+                }
+            }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
     }
@@ -214,11 +239,24 @@ impl ConsumerContext for Ctx {
 struct Metrics {
     processed: Counter<u64>,
     duration: Histogram<f64>,
+    paused: Arc<AtomicI64>,
 }
 
 impl Metrics {
-    fn new(lag: Arc<Mutex<HashMap<(String, i32), i64>>>, group: String) -> Self {
+    fn new(lag: Arc<Mutex<HashMap<(String, i32), i64>>>, group: String, breaker: Breaker) -> Self {
         let meter = cruncan_telemetry::meter("cruncan-kafka");
+        let paused = Arc::new(AtomicI64::new(0));
+        let observed = Arc::clone(&paused);
+        let _paused = meter
+            .i64_observable_gauge("messaging.consumer.paused_partitions")
+            .with_description("Partitions paused because the circuit breaker is open")
+            .with_callback(move |obs| obs.observe(observed.load(Ordering::Relaxed), &[]))
+            .build();
+        let _state = meter
+            .i64_observable_gauge("messaging.consumer.breaker.open")
+            .with_description("1 while the consumer's circuit breaker is open (a dependency is down), else 0")
+            .with_callback(move |obs| obs.observe(i64::from(breaker.state() == BreakerState::Open), &[]))
+            .build();
         // Observed when metrics are collected: the lag librdkafka last reported per partition.
         let _gauge = meter
             .i64_observable_gauge("messaging.kafka.consumer.lag")
@@ -249,6 +287,7 @@ impl Metrics {
                 .with_description("Time to handle one message, retries included")
                 .with_boundaries(cruncan_telemetry::SECONDS_BOUNDARIES.to_vec())
                 .build(),
+            paused,
         }
     }
 }
@@ -260,6 +299,7 @@ pub struct Consumer {
     tracker: Tracker,
     dead_letters: Producer,
     metrics: Arc<Metrics>,
+    breaker: Breaker,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -274,6 +314,7 @@ impl Consumer {
     pub fn new(cfg: ConsumerConfig, dead_letters: Producer) -> anyhow::Result<Self> {
         let tracker: Tracker = Arc::default();
         let lag = Arc::default();
+        let breaker = Breaker::new(cfg.breaker.clone());
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", &cfg.brokers)
             .set("group.id", &cfg.group_id)
@@ -287,14 +328,42 @@ impl Consumer {
         for (k, v) in &cfg.extra {
             cc.set(k, v);
         }
-        let ctx = Ctx { tracker: Arc::clone(&tracker), lag: Arc::clone(&lag) };
+        let ctx = Ctx { tracker: Arc::clone(&tracker), lag: Arc::clone(&lag), breaker: breaker.clone() };
         let inner: StreamConsumer<Ctx> = cc.create_with_context(ctx).context("creating Kafka consumer")?;
         let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
         inner.subscribe(&topics).with_context(|| format!("subscribing to {topics:?}"))?;
-        let metrics = Arc::new(Metrics::new(lag, cfg.group_id.clone()));
-        Ok(Self { cfg, inner: Arc::new(inner), tracker, dead_letters, metrics })
+        let metrics = Arc::new(Metrics::new(lag, cfg.group_id.clone(), breaker.clone()));
+        Ok(Self { cfg, inner: Arc::new(inner), tracker, dead_letters, metrics, breaker })
     }
     // ANCHOR_END: consumer_new
+
+    /// The circuit breaker, to observe its state (readiness, tests).
+    pub fn breaker(&self) -> Breaker {
+        self.breaker.clone()
+    }
+
+    // ANCHOR: pause_resume
+    /// Pauses (breaker open) or resumes (closed) every assigned partition. Paused, the consumer
+    /// keeps polling, so it stays in its group, but fetches nothing; offsets do not move.
+    fn apply_breaker(&self, state: BreakerState) {
+        let assignment = match self.inner.assignment() {
+            Ok(a) => a,
+            Err(e) => return tracing::warn!(error = %e, "could not read the assignment"),
+        };
+        let result = match state {
+            BreakerState::Open => self.inner.pause(&assignment),
+            BreakerState::Closed => self.inner.resume(&assignment),
+        };
+        match result {
+            Ok(()) => {
+                let n = if state == BreakerState::Open { assignment.count() as i64 } else { 0 };
+                self.metrics.paused.store(n, Ordering::Relaxed);
+                tracing::info!(partitions = assignment.count(), ?state, "partitions paused or resumed");
+            }
+            Err(e) => tracing::warn!(error = %e, ?state, "pause/resume failed"),
+        }
+    }
+    // ANCHOR_END: pause_resume
 
     // ANCHOR: consumer_run
     /// Polls and dispatches until `shutdown` fires, then lets each lane finish the message it is
@@ -314,14 +383,21 @@ impl Consumer {
                 cfg: self.cfg.clone(),
                 metrics: Arc::clone(&self.metrics),
                 stop: lanes_stop.clone(),
+                breaker: self.breaker.clone(),
             };
             lanes.push(tokio::spawn(lane.run(rx)));
         }
 
+        let mut breaker_state = self.breaker.subscribe();
         loop {
             let received = tokio::select! {
                 biased;
                 () = shutdown.wait() => break,
+                Ok(()) = breaker_state.changed() => {
+                    let state = *breaker_state.borrow_and_update();
+                    self.apply_breaker(state);
+                    continue;
+                }
                 received = self.inner.recv() => received,
             };
             let msg = match received {
@@ -408,6 +484,7 @@ struct Lane<H> {
     cfg: ConsumerConfig,
     metrics: Arc<Metrics>,
     stop: Shutdown,
+    breaker: Breaker,
 }
 
 /// How one message ended.
@@ -454,34 +531,67 @@ impl<H: Handler> Lane<H> {
         let _ = span.set_parent(cruncan_telemetry::extract_context(&KafkaHeaderExtractor(&msg.headers)));
         let started = Instant::now();
         let outcome = async {
+            // Attempts made while the breaker is open are the outage's, not the message's.
             let mut attempt = 0u32;
+            let mut probe = None;
             loop {
-                attempt += 1;
+                if self.breaker.state() == BreakerState::Open {
+                    if probe.is_none() {
+                        probe = tokio::select! {
+                            () = self.stop.wait() => return (Finished::Abandoned, "abandoned"),
+                            turn = self.breaker.probe_turn() => Some(turn),
+                        };
+                    }
+                } else {
+                    probe = None;
+                }
+                let probing = probe.is_some() && self.breaker.state() == BreakerState::Open;
+                if !probing {
+                    probe = None; // closed while we waited for the turn: run normally, let others go
+                    attempt += 1;
+                }
                 let err = match self.handler.handle(msg).await {
-                    Ok(()) => return (Finished::Done, "success"),
+                    Ok(()) => {
+                        self.breaker.record_success();
+                        return (Finished::Done, "success");
+                    }
                     Err(e) => e,
                 };
-                match err {
+                let (error, retry_after) = match err {
                     HandlerError::Permanent(error) => {
+                        // The dependency answered: the message is at fault, not the dependency.
+                        self.breaker.record_success();
                         tracing::warn!(error = %format!("{error:#}"), attempt, key = %msg.key_str(), "permanent failure; dead-lettering");
                         return (self.dead_letter(msg, &format!("{error:#}"), "permanent", attempt).await, "dead_letter");
                     }
-                    HandlerError::Retryable { error, .. } if attempt >= self.cfg.max_attempts => {
-                        tracing::warn!(error = %format!("{error:#}"), attempt, key = %msg.key_str(), "retries exhausted; dead-lettering");
-                        return (
-                            self.dead_letter(msg, &format!("{error:#}"), "retries-exhausted", attempt).await,
-                            "dead_letter",
-                        );
+                    HandlerError::Unavailable(error) => {
+                        self.breaker.trip();
+                        (error, None)
                     }
                     HandlerError::Retryable { error, retry_after } => {
-                        self.metrics.processed.add(1, &[KeyValue::new("outcome", "retry")]);
-                        let delay = retry_after.unwrap_or_else(|| backoff(&self.cfg, attempt));
-                        tracing::info!(error = %format!("{error:#}"), attempt, ?delay, key = %msg.key_str(), "retryable failure; retrying");
-                        tokio::select! {
-                            () = self.stop.wait() => return (Finished::Abandoned, "abandoned"),
-                            () = tokio::time::sleep(delay) => {}
+                        let state = self.breaker.record_failure();
+                        if state == BreakerState::Closed && attempt >= self.cfg.max_attempts {
+                            tracing::warn!(error = %format!("{error:#}"), attempt, key = %msg.key_str(), "retries exhausted; dead-lettering");
+                            return (
+                                self.dead_letter(msg, &format!("{error:#}"), "retries-exhausted", attempt).await,
+                                "dead_letter",
+                            );
                         }
+                        (error, retry_after)
                     }
+                };
+                self.metrics.processed.add(1, &[KeyValue::new("outcome", "retry")]);
+                let policy = if self.breaker.state() == BreakerState::Open {
+                    self.breaker.next_probe_delay()
+                } else {
+                    backoff(&self.cfg, attempt)
+                };
+                // `Retry-After` may lengthen the wait, never shorten it below the policy's.
+                let delay = retry_after.map_or(policy, |asked| asked.max(policy));
+                tracing::info!(error = %format!("{error:#}"), attempt, ?delay, breaker = ?self.breaker.state(), key = %msg.key_str(), "retryable failure; retrying");
+                tokio::select! {
+                    () = self.stop.wait() => return (Finished::Abandoned, "abandoned"),
+                    () = tokio::time::sleep(delay) => {}
                 }
             }
         }
@@ -564,7 +674,8 @@ impl<H: Handler> Lane<H> {
     // ANCHOR_END: finish_offset
 }
 
-/// Exponential backoff with full jitter: uniform in [d/2, d] where d = initial * 2^(attempt-1).
+/// Exponential backoff with "equal jitter": uniform in [d/2, d] where d = initial * 2^(attempt-1),
+/// so a retry never comes sooner than half the nominal delay.
 fn backoff(cfg: &ConsumerConfig, attempt: u32) -> Duration {
     let exp = cfg.backoff_initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
     let capped = exp.min(cfg.backoff_max);

@@ -8,13 +8,17 @@
 //!   a graceful stop finishes in-flight work and commits.
 //! - [`ensure_topic`]: creates a topic when it is missing.
 
+mod breaker;
 mod consumer;
 mod headers;
 mod producer;
+mod redrive;
 
+pub use breaker::{Breaker, BreakerConfig, BreakerState};
 pub use consumer::{Consumer, ConsumerConfig, DeadLetterHeaders, Handler, HandlerError, Message, lane_for};
 pub use headers::{KafkaHeaderExtractor, KafkaHeaderInjector, trace_headers};
 pub use producer::{Delivery, Producer, ProducerConfig};
+pub use redrive::{REDRIVE_COUNT, RedriveOptions, RedriveReport, redrive};
 
 use anyhow::Context as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
