@@ -281,6 +281,31 @@ mod tests {
     }
 
     #[test]
+    fn production_manifests_have_a_disruption_budget_and_production_topics() {
+        for (file, service) in [("deploy/k8s/one.yaml", "one"), ("deploy/k8s/two.yaml", "two")] {
+            let docs = yaml_docs(&root().join(file)).unwrap();
+            let pdb = docs.iter().find(|d| d["kind"] == "PodDisruptionBudget").expect("a PodDisruptionBudget");
+            let (dep, _) = deployment(file);
+            assert_eq!(
+                s(pdb, &["spec", "selector", "matchLabels"]),
+                s(&dep, &["spec", "selector", "matchLabels"]),
+                "{service}: the budget selects the deployment's pods"
+            );
+            assert!(pdb["spec"]["maxUnavailable"].as_u64().is_some_and(|n| n >= 1));
+            let config = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+            let topic = config["data"]["APP_KAFKA__TOPIC"].as_str().unwrap();
+            assert!(!topic.ends_with("-local"), "{service}: production uses the local topic {topic}");
+        }
+        let docker = std::fs::read_to_string(root().join("deploy/Dockerfile")).unwrap();
+        let cook = docker.find("cargo chef cook").unwrap();
+        let builder = docker.find("AS builder").unwrap();
+        assert!(
+            !docker[builder..cook].contains("ARG SERVICE"),
+            "ARG SERVICE before the cook rebuilds the dependency layer per service"
+        );
+    }
+
+    #[test]
     fn kubernetes_manifests_agree_with_the_services() {
         let one = defaults("one");
         let two = defaults("two");
