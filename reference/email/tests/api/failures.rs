@@ -1,0 +1,201 @@
+//! The failure paths: a crash between send and ack, a sink that is down, permanent SMTP errors,
+//! malformed payloads, running out of deliveries.
+
+use crate::helpers::*;
+use async_nats::jetstream::consumer::PullConsumer;
+use email::worker::Disposition;
+use futures::StreamExt as _;
+use std::time::Duration;
+
+async fn pull_one(consumer: &PullConsumer) -> async_nats::jetstream::Message {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+        if let Some(Ok(m)) = batch.next().await {
+            return m;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no message to pull");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_worker_dying_after_the_send_before_the_ack_never_sends_twice() {
+    let opts = Options { workers: 0, ack_wait_ms: 1_000, ..Options::default() };
+    let first = spawn_app(opts).await;
+    let id = first.create(&new_email(&cruncan_testkit::unique_name("redelivered"))).await;
+
+    // A worker takes the message, sends it (the sink accepts, the row says sent) and dies
+    // before acking: the message is simply never settled.
+    let consumer = first.consumer().await;
+    let msg = pull_one(&consumer).await;
+    assert_eq!(first.worker.process(&msg).await, Disposition::Ack("sent"));
+    drop(msg);
+    let sink = SinkApi::stack();
+    sink.wait_for(&id, Duration::from_secs(5)).await;
+
+    // A replica with workers on the same consumer gets the redelivery after ack_wait and acks
+    // it without sending.
+    let mut settings = first.settings.clone();
+    settings.workers.count = 1;
+    let second = spawn_with(settings, None).await;
+    let mut consumer = first.consumer().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let info = consumer.info().await.unwrap();
+        // Delivered twice (the consumer sequence counts redeliveries) and nothing unacked.
+        if info.delivered.consumer_sequence >= 2 && info.num_ack_pending == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the redelivery was not acked: {info:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(sink.messages_for(&id).await.len(), 1, "the redelivery sent nothing");
+    assert_eq!(first.status(&id).await, ("sent".to_owned(), 1));
+    second.stop().await;
+    first.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopped_sink_means_retries_and_the_email_goes_out_when_it_is_back() {
+    let mut sink = OwnSink::start().await;
+    let app = spawn_app(Options { workers: 1, smtp_url: sink.smtp_url(), ..Options::default() }).await;
+    sink.stop().await;
+    let id = app.create(&new_email("while the sink is down")).await;
+
+    // Transient failures: attempts counted, still queued, the error kept.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, attempts) = app.status(&id).await;
+        assert_eq!(status, "queued");
+        if attempts >= 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no retries seen");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let store = email::store::Store::new(app.pool.clone());
+    let last_error = store.last_error(id.parse().unwrap()).await.unwrap().unwrap();
+    assert!(last_error.to_lowercase().contains("connect") || last_error.contains("refused"), "{last_error}");
+
+    sink.resume().await;
+    let (_, attempts) = app.wait_for_status(&id, "sent", Duration::from_secs(20)).await;
+    assert!(attempts >= 3, "failed attempts plus the good one: {attempts}");
+    let m = sink.api().wait_for(&id, Duration::from_secs(5)).await;
+    assert_eq!(m["subject"], "while the sink is down");
+    assert_eq!(sink.api().messages_for(&id).await.len(), 1);
+    assert!(app.dead_letters().await.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn running_out_of_deliveries_dead_letters_and_marks_failed() {
+    let mut sink = OwnSink::start().await;
+    let app =
+        spawn_app(Options { workers: 1, smtp_url: sink.smtp_url(), max_deliver: 2, ..Options::default() })
+            .await;
+    sink.stop().await;
+    let id = app.create(&new_email("never delivered")).await;
+    let (_, attempts) = app.wait_for_status(&id, "failed", Duration::from_secs(15)).await;
+    assert_eq!(attempts, 2);
+    let dead = app.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    let (headers, payload) = &dead[0];
+    assert_eq!(headers.get("Email-Dlq-Cause").unwrap().as_str(), "max_deliver");
+    assert!(headers.get("Email-Dlq-Reason").unwrap().as_str().starts_with("gave up after 2 deliveries"));
+    let event: serde_json::Value = serde_json::from_slice(payload).unwrap();
+    assert_eq!(event["email_id"], id.as_str());
+    app.stop().await;
+}
+
+/// An SMTP server that refuses every recipient with 550: a permanent error.
+async fn refusing_smtp() -> String {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 refusing.test ESMTP\r\n").await.ok();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let cmd = line.to_ascii_uppercase();
+                    let reply: &[u8] = if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                        b"250 refusing.test\r\n"
+                    } else if cmd.starts_with("MAIL") || cmd.starts_with("RSET") || cmd.starts_with("NOOP") {
+                        b"250 OK\r\n"
+                    } else if cmd.starts_with("RCPT") {
+                        b"550 5.1.1 mailbox unavailable\r\n"
+                    } else if cmd.starts_with("QUIT") {
+                        write.write_all(b"221 bye\r\n").await.ok();
+                        return;
+                    } else {
+                        b"503 bad sequence\r\n"
+                    };
+                    if write.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("smtp://{addr}")
+}
+
+#[tokio::test]
+async fn a_permanent_smtp_error_dead_letters_at_once_with_the_reason() {
+    let app = spawn_app(Options { workers: 1, smtp_url: refusing_smtp().await, ..Options::default() }).await;
+    let id = app.create(&new_email("refused")).await;
+    let (_, attempts) = app.wait_for_status(&id, "failed", Duration::from_secs(15)).await;
+    assert_eq!(attempts, 1, "no retry of a permanent error");
+    let dead = app.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    let headers = &dead[0].0;
+    assert_eq!(headers.get("Email-Dlq-Cause").unwrap().as_str(), "permanent");
+    let reason = headers.get("Email-Dlq-Reason").unwrap().as_str();
+    assert!(reason.contains("550") || reason.contains("mailbox unavailable"), "{reason}");
+    assert_eq!(app.get_json(&id).await["status"], "failed");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_payload_is_dead_lettered_and_the_workers_keep_going() {
+    let app = spawn_app(Options { workers: 2, ..Options::default() }).await;
+    let subject = app.settings.nats.subject(email::jetstream::SEND_SUBJECT);
+    app.js.publish(subject.clone(), "{not json".into()).await.unwrap().await.unwrap();
+    app.js
+        .publish(
+            subject,
+            serde_json::json!({"email_id": uuid::Uuid::now_v7(), "from": "a@b.c", "to": [],
+            "subject": "", "created_at": "2026-01-01T00:00:00Z"})
+            .to_string()
+            .into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let id = app.create(&new_email(&cruncan_testkit::unique_name("after garbage"))).await;
+    app.wait_for_status(&id, "sent", Duration::from_secs(15)).await;
+    SinkApi::stack().wait_for(&id, Duration::from_secs(5)).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let dead = app.dead_letters().await;
+        if dead.len() >= 2 {
+            break dead;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "dead letters: {}", dead.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut causes: Vec<&str> =
+        dead.iter().map(|(h, _)| h.get("Email-Dlq-Cause").unwrap().as_str()).collect();
+    causes.sort_unstable();
+    assert_eq!(causes, ["malformed", "unknown_email"]);
+    assert_eq!(
+        &dead.iter().find(|(h, _)| h.get("Email-Dlq-Cause").unwrap().as_str() == "malformed").unwrap().1[..],
+        b"{not json"
+    );
+    app.stop().await;
+}

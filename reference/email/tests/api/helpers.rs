@@ -1,0 +1,372 @@
+//! The test harness: a service per test on its own database, stream, consumer, subject prefix and
+//! cache prefix (parallel-safe against the shared stack), and clients for its edges and for the
+//! SMTP sink's HTTP API.
+
+use async_nats::jetstream;
+use cruncan_shutdown::Shutdown;
+use email::config::*;
+use email::mailer::Mailer;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const MESSAGE_ID_DOMAIN: &str = "test.email.cruncan";
+
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:14222".into())
+}
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379".into())
+}
+pub fn stack_smtp_url() -> String {
+    std::env::var("SMTP_URL").unwrap_or_else(|_| "smtp://127.0.0.1:11025".into())
+}
+pub fn stack_sink_api() -> String {
+    std::env::var("SMTP_API_URL").unwrap_or_else(|_| "http://127.0.0.1:18025".into())
+}
+
+/// Knobs a test changes.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub workers: usize,
+    pub smtp_url: String,
+    pub redis_url: String,
+    pub ack_wait_ms: u64,
+    pub max_deliver: i64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            smtp_url: stack_smtp_url(),
+            redis_url: redis_url(),
+            ack_wait_ms: 10_000,
+            max_deliver: 5,
+        }
+    }
+}
+
+/// Settings for a fresh, isolated service.
+pub async fn settings(opts: &Options) -> Settings {
+    let base = cruncan_db::local_test_settings().unwrap();
+    let database = cruncan_db::create_test_database(&base).await.unwrap();
+    let tag = cruncan_testkit::unique_name("t").replace('-', "");
+    Settings {
+        http: HttpSettings {
+            host: "127.0.0.1".into(),
+            port: 0,
+            body_limit_bytes: 1 << 20,
+            request_timeout_ms: 5_000,
+        },
+        grpc: GrpcSettings {
+            host: "127.0.0.1".into(),
+            port: 0,
+            cert_path: None,
+            key_path: None,
+            dev_ca_out: None,
+            keepalive_interval_ms: 30_000,
+            keepalive_timeout_ms: 10_000,
+            max_connection_age_ms: 600_000,
+        },
+        admin: AdminSettings { host: "127.0.0.1".into(), port: 0 },
+        database,
+        nats: NatsSettings {
+            url: nats_url(),
+            stream: format!("EMAILS_{}", tag.to_uppercase()),
+            consumer: "sender".into(),
+            subject_prefix: format!("{tag}."),
+            ack_wait_ms: opts.ack_wait_ms,
+            max_deliver: opts.max_deliver,
+            max_ack_pending: 16,
+            max_age_hours: 1,
+        },
+        redis: RedisSettings {
+            url: opts.redis_url.clone(),
+            ttl_secs: 60,
+            timeout_ms: 200,
+            key_prefix: format!("{tag}:"),
+        },
+        smtp: SmtpSettings {
+            url: opts.smtp_url.clone().into(),
+            timeout_ms: 3_000,
+            pool_size: 2,
+            message_id_domain: MESSAGE_ID_DOMAIN.into(),
+        },
+        workers: WorkerSettings {
+            count: opts.workers,
+            pull_wait_ms: 300,
+            backoff_base_ms: 200,
+            backoff_max_ms: 1_000,
+        },
+        outbox: OutboxSettings { batch_size: 100, poll_interval_ms: 200 },
+        telemetry: TelemetrySettings { log_filter: "info".into() },
+        shutdown: ShutdownSettings { drain_timeout_ms: 5_000 },
+    }
+}
+
+/// A running service and clients for it.
+pub struct TestApp {
+    pub base: String,
+    pub grpc_addr: std::net::SocketAddr,
+    pub admin: String,
+    pub ca_pem: String,
+    pub settings: Settings,
+    pub pool: sqlx::PgPool,
+    pub worker: Arc<email::worker::Worker>,
+    pub js: jetstream::Context,
+    pub http: reqwest::Client,
+    pub shutdown: Shutdown,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+pub async fn spawn_app(opts: Options) -> TestApp {
+    let s = settings(&opts).await;
+    spawn_with(s, None).await
+}
+
+/// Starts a service with `settings` (a second replica shares the first's), optionally with a
+/// mailer of the test's own.
+pub async fn spawn_with(settings: Settings, mailer: Option<Arc<dyn Mailer>>) -> TestApp {
+    drop_old_test_streams().await;
+    let app = match mailer {
+        Some(m) => email::build_with_mailer(settings.clone(), m).await,
+        None => email::build(settings.clone()).await,
+    }
+    .unwrap();
+    let base = format!("http://{}", app.http_addr().unwrap());
+    let admin = format!("http://{}", app.admin_addr().unwrap());
+    let grpc_addr = app.grpc_addr().unwrap();
+    let ca_pem = app.dev_ca_pem().unwrap().to_owned();
+    let pool = app.pool().clone();
+    let worker = app.worker();
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    TestApp {
+        base,
+        grpc_addr,
+        admin,
+        ca_pem,
+        settings,
+        pool,
+        worker,
+        js: jetstream::new(client),
+        http: reqwest::Client::new(),
+        shutdown,
+        task,
+    }
+}
+
+/// Streams of test runs older than an hour: deleted, so the server does not fill up.
+async fn drop_old_test_streams() {
+    use futures::TryStreamExt as _;
+    static ONCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    ONCE.get_or_init(|| async {
+        let Ok(client) = async_nats::connect(nats_url()).await else { return };
+        let js = jetstream::new(client);
+        let Ok(infos) = js.streams().try_collect::<Vec<_>>().await else { return };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let hour_ago = i64::try_from(now).unwrap() - 3600;
+        for info in infos {
+            if info.config.name.starts_with("EMAILS_T") && info.created.unix_timestamp() < hour_ago {
+                let _ = js.delete_stream(&info.config.name).await;
+            }
+        }
+    })
+    .await;
+}
+
+pub fn new_email(subject: &str) -> Value {
+    serde_json::json!({
+        "from": "sender@example.com",
+        "to": ["alice@example.com", "bob@example.org"],
+        "subject": subject,
+        "message": format!("Body of {subject}\nsecond line"),
+    })
+}
+
+impl TestApp {
+    pub async fn post(&self, body: &Value) -> reqwest::Response {
+        self.http.post(format!("{}/api/v1/email", self.base)).json(body).send().await.unwrap()
+    }
+
+    /// Creates an email and returns its id.
+    pub async fn create(&self, body: &Value) -> String {
+        let r = self.post(body).await;
+        assert_eq!(r.status(), 202, "{:?}", r.text().await);
+        r.json::<Value>().await.unwrap()["email_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get(&self, id: &str) -> reqwest::Response {
+        self.http.get(format!("{}/api/v1/email/{id}", self.base)).send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, id: &str) -> Value {
+        let r = self.get(id).await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    /// Reads the row straight from PostgreSQL (no cache).
+    pub async fn status(&self, id: &str) -> (String, i32) {
+        sqlx::query_as("SELECT status, attempts FROM email WHERE email_id = $1::uuid")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    pub async fn wait_for_status(&self, id: &str, want: &str, timeout: Duration) -> (String, i32) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let got = self.status(id).await;
+            if got.0 == want {
+                return got;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "email {id}: status {got:?}, wanted {want}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn consumer(&self) -> jetstream::consumer::PullConsumer {
+        let stream = self.js.get_stream(&self.settings.nats.stream).await.unwrap();
+        stream.get_consumer(&self.settings.nats.consumer).await.unwrap()
+    }
+
+    /// Every dead letter so far: (headers, payload).
+    pub async fn dead_letters(&self) -> Vec<(async_nats::HeaderMap, bytes::Bytes)> {
+        use futures::StreamExt as _;
+        let stream = self.js.get_stream(&self.settings.nats.stream).await.unwrap();
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::Config {
+                filter_subject: self.settings.nats.subject(email::jetstream::DLQ_SUBJECT),
+                ack_policy: jetstream::consumer::AckPolicy::None,
+                inactive_threshold: Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let mut batch = consumer.fetch().max_messages(100).messages().await.unwrap();
+        while let Some(Ok(m)) = batch.next().await {
+            out.push((m.headers.clone().unwrap_or_default(), m.payload.clone()));
+        }
+        out
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        tokio::time::timeout(Duration::from_secs(15), self.task).await.unwrap().unwrap().unwrap();
+    }
+}
+
+/// The SMTP sink's HTTP API (maildev's `GET /email`).
+#[derive(Debug, Clone)]
+pub struct SinkApi {
+    pub api: String,
+}
+
+impl SinkApi {
+    pub fn stack() -> Self {
+        Self { api: stack_sink_api() }
+    }
+
+    /// Messages whose `Message-ID` is the one the service gives `email_id`.
+    pub async fn messages_for(&self, email_id: &str) -> Vec<Value> {
+        let all: Vec<Value> =
+            reqwest::get(format!("{}/email", self.api)).await.unwrap().json().await.unwrap();
+        let want = format!("{email_id}@{MESSAGE_ID_DOMAIN}");
+        all.into_iter().filter(|m| m["messageId"] == want.as_str()).collect()
+    }
+
+    pub async fn wait_for(&self, email_id: &str, timeout: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let got = self.messages_for(email_id).await;
+            if let Some(m) = got.into_iter().next() {
+                return m;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no message for {email_id} at the sink {}",
+                self.api
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// An SMTP sink of the test's own (maildev, the same install `make up` uses) on free ports, so
+/// a test can stop and start it without disturbing anyone.
+pub struct OwnSink {
+    pub smtp_port: u16,
+    pub web_port: u16,
+    child: Option<tokio::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn maildev_bin() -> std::path::PathBuf {
+    let cache = std::env::var("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"))
+        .join("cruncan");
+    std::fs::read_dir(&cache)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("node_modules/maildev/bin/maildev"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("maildev not installed under {}: run make up", cache.display()))
+}
+
+impl OwnSink {
+    pub async fn start() -> Self {
+        let mut sink = Self {
+            smtp_port: free_port(),
+            web_port: free_port(),
+            child: None,
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        sink.resume().await;
+        sink
+    }
+
+    pub fn smtp_url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.smtp_port)
+    }
+
+    pub fn api(&self) -> SinkApi {
+        SinkApi { api: format!("http://127.0.0.1:{}", self.web_port) }
+    }
+
+    /// Kills the process: connections are refused until [`OwnSink::resume`].
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+
+    /// Starts the process on the same ports and waits until it answers.
+    pub async fn resume(&mut self) {
+        let child = tokio::process::Command::new("node")
+            .arg(maildev_bin())
+            .args(["--ip", "127.0.0.1", "--web-ip", "127.0.0.1", "--silent"])
+            .args(["-s", &self.smtp_port.to_string(), "-w", &self.web_port.to_string()])
+            .arg("--mail-directory")
+            .arg(self._dir.path())
+            .kill_on_drop(true)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while reqwest::get(format!("http://127.0.0.1:{}/healthz", self.web_port)).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "own maildev did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
