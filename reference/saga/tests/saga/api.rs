@@ -1,1 +1,153 @@
-//! The HTTP edge of the orchestrator, through a real socket.
+//! The orchestrator service through a real socket: `build(settings)` on port 0.
+
+use crate::helpers::*;
+use cruncan_shutdown::Shutdown;
+use saga::config::{
+    HttpSettings, OrchestratorSettings, ParticipantsMode, ParticipantsSettings, Settings, TelemetrySettings,
+};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+struct TestApp {
+    base: String,
+    http: reqwest::Client,
+    stop: Shutdown,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.trigger();
+    }
+}
+
+impl TestApp {
+    async fn post_order(&self, body: Value) -> (u16, Value) {
+        let r = self.http.post(format!("{}/orders", self.base)).json(&body).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    /// Polls `GET /sagas/{id}` until it ends.
+    async fn ended(&self, saga_id: &str) -> Value {
+        for _ in 0..100 {
+            let (_, saga) = self.get(&format!("/sagas/{saga_id}")).await;
+            if ["completed", "compensated", "failed"].contains(&saga["status"].as_str().unwrap()) {
+                return saga;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("saga {saga_id} did not end");
+    }
+}
+
+async fn spawn_app() -> TestApp {
+    let settings = Settings {
+        http: HttpSettings { host: "127.0.0.1".into(), port: 0 },
+        database: test_db_settings().await,
+        orchestrator: OrchestratorSettings {
+            lease_ms: 2_000,
+            step_timeout_ms: 500,
+            max_attempts: 3,
+            max_compensation_attempts: 3,
+            backoff_initial_ms: 5,
+            backoff_max_ms: 20,
+            concurrency: 8,
+            poll_interval_ms: 100,
+            drain_timeout_ms: 1_000,
+        },
+        participants: ParticipantsSettings {
+            mode: ParticipantsMode::InProcess,
+            timeout_ms: 500,
+            orders_url: String::new(),
+            payments_url: String::new(),
+            inventory_url: String::new(),
+            shipping_url: String::new(),
+        },
+        telemetry: TelemetrySettings { log_filter: "info".into() },
+    };
+    let app = saga::build(settings).await.unwrap();
+    let base = format!("http://{}", app.local_addr().unwrap());
+    let stop = Shutdown::new();
+    tokio::spawn(app.run_until_stopped(stop.clone()));
+    TestApp { base, http: reqwest::Client::new(), stop }
+}
+
+#[tokio::test]
+async fn post_orders_answers_202_and_the_saga_and_order_can_be_followed() {
+    let app = spawn_app().await;
+    let (status, accepted) = app
+        .post_order(json!({"user_id": "user_123", "items": [
+            {"product_id": "product_1", "quantity": 2, "price": 100.0},
+            {"product_id": "product_2", "quantity": 1, "price": 0.5}]}))
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let saga = app.ended(accepted["saga_id"].as_str().unwrap()).await;
+    assert_eq!(saga["status"], "completed");
+    let steps: Vec<(&str, &str, u64)> = saga["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap(), s["state"].as_str().unwrap(), s["attempts"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("CreateOrder", "completed", 1),
+            ("ProcessPayment", "completed", 1),
+            ("ReserveInventory", "completed", 1),
+            ("ScheduleShipment", "completed", 1)
+        ]
+    );
+    let (status, order) = app.get(&format!("/orders/{}", accepted["order_id"].as_str().unwrap())).await;
+    assert_eq!(status, 200);
+    assert_eq!((order["status"].as_str(), order["total"].as_i64()), (Some("confirmed"), Some(20_050)));
+}
+
+#[tokio::test]
+async fn a_refused_payment_shows_as_compensated_with_the_reason() {
+    let app = spawn_app().await;
+    let (_, accepted) = app
+        .post_order(
+            json!({"user_id": "u", "items": [{"product_id": "product_1", "quantity": 2, "price": 10000}]}),
+        )
+        .await;
+    let saga = app.ended(accepted["saga_id"].as_str().unwrap()).await;
+    assert_eq!(saga["status"], "compensated");
+    assert_eq!(saga["steps"][1]["error"], "amount exceeds limit");
+    assert_eq!(saga["steps"][0]["state"], "compensated");
+    let (_, order) = app.get(&format!("/orders/{}", accepted["order_id"].as_str().unwrap())).await;
+    assert_eq!(order["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn bad_input_is_a_400_naming_the_field_and_unknown_ids_are_404() {
+    let app = spawn_app().await;
+    for (body, field) in [
+        (json!({"user_id": "u", "items": []}), "items"),
+        (
+            json!({"user_id": "u", "items": [{"product_id": "p", "quantity": -1, "price": 1}]}),
+            "items[0].quantity",
+        ),
+        (
+            json!({"user_id": "u", "items": [{"product_id": "p", "quantity": "x", "price": 1}]}),
+            "items[0].quantity",
+        ),
+        (json!({"items": []}), "user_id"),
+    ] {
+        let (status, error) = app.post_order(body.clone()).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(error["error"]["message"].as_str().unwrap().contains(field), "{body}: {error}");
+    }
+    let (status, _) = app.get("/sagas/not-a-uuid").await;
+    assert_eq!(status, 400);
+    let (status, error) = app.get(&format!("/sagas/{}", uuid::Uuid::new_v4())).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")));
+    let (status, _) = app.get(&format!("/orders/{}", uuid::Uuid::new_v4())).await;
+    assert_eq!(status, 404);
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!((status, ready["status"].as_str()), (200, Some("ready")));
+}

@@ -11,12 +11,18 @@ use std::time::Duration;
 
 /// A migrated database of its own.
 pub async fn test_db() -> PgPool {
-    let base = cruncan_db::local_test_settings().unwrap();
-    let mut settings = cruncan_db::create_test_database(&base).await.unwrap();
-    settings.max_connections = 12;
+    let settings = test_db_settings().await;
     let pool = settings.lazy_pool();
     saga::MIGRATOR.run(&pool).await.unwrap();
     pool
+}
+
+/// Settings of a fresh, empty database.
+pub async fn test_db_settings() -> cruncan_db::DatabaseSettings {
+    let base = cruncan_db::local_test_settings().unwrap();
+    let mut settings = cruncan_db::create_test_database(&base).await.unwrap();
+    settings.max_connections = 12;
+    settings
 }
 
 /// Short timeouts and backoff so failure paths take milliseconds.
@@ -78,6 +84,8 @@ pub struct Faults {
     pub apply_then_lose: bool,
     /// Every compensation fails.
     pub compensation_fails: bool,
+    /// The first call of the step takes this long before doing it (a slow participant).
+    pub first_call_delay: Option<Duration>,
 }
 
 /// A participant that logs its calls and injects [`Faults`].
@@ -102,7 +110,13 @@ impl Participant for Faulty {
         {
             return Err(StepError::Rejected(reason.clone()));
         }
-        if self.calls.fetch_add(1, Ordering::SeqCst) < self.faults.unavailable_first {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        if call == 0
+            && let Some(delay) = self.faults.first_call_delay
+        {
+            tokio::time::sleep(delay).await;
+        }
+        if call < self.faults.unavailable_first {
             if self.faults.apply_then_lose {
                 let _ = self.inner.execute(key, saga).await;
             }

@@ -7,3 +7,4 @@ mod crash;
 mod helpers;
 mod orchestration;
 mod oversell;
+mod remote;
