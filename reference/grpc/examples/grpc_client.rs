@@ -1,6 +1,7 @@
 //! `cargo run --example grpc_client`: all four call kinds against `grpc_server`, over TLS,
 //! trusting target/grpc-demo/ca.pem; retries UNAVAILABLE while the server starts; a deadline on
-//! the unary call.
+//! the unary call; explicit message size limits, and an oversize request refused as
+//! RESOURCE_EXHAUSTED.
 
 use grpc::pb::payments_service_client::PaymentsServiceClient;
 use grpc::pb::{LedgerRequest, TransactionRequest};
@@ -25,7 +26,10 @@ async fn main() -> anyhow::Result<()> {
         .tls_config(grpc::tls::client_tls(&ca))?
         .connect_timeout(Duration::from_secs(2))
         .connect_lazy();
-    let client = PaymentsServiceClient::with_interceptor(channel, grpc::client_interceptor);
+    // The client's limits, as explicit as the server's (tonic's defaults: 4 MiB in, unlimited out).
+    let client = PaymentsServiceClient::with_interceptor(channel, grpc::client_interceptor)
+        .max_decoding_message_size(grpc::limits::DEFAULT_MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(grpc::limits::DEFAULT_MAX_MESSAGE_SIZE);
 
     let unary = grpc::retry_unavailable(5, Duration::from_millis(200), || {
         let mut c = client.clone();
@@ -58,6 +62,19 @@ async fn main() -> anyhow::Result<()> {
     match c.do_transaction(tx("bad", 0, 0)).await {
         Err(status) => println!("validation:       {:?} {}", status.code(), status.message()),
         Ok(r) => anyhow::bail!("an invalid transfer was accepted: {r:?}"),
+    }
+    // 5 MB, over the 4 MiB limit. A client checks before sending: tonic 0.14 reports a request
+    // over the client's own send limit as INTERNAL "h2 protocol error", not as a size problem.
+    let oversize = tx(&"x".repeat(5 * 1024 * 1024), 1, 0);
+    match grpc::limits::ensure_fits(&oversize, grpc::limits::DEFAULT_MAX_MESSAGE_SIZE) {
+        Err(status) => println!("oversize, client: {:?} {}", status.code(), status.message()),
+        Ok(()) => anyhow::bail!("a 5 MB transfer fits?"),
+    }
+    // Sent anyway by a client without a send limit: the server answers RESOURCE_EXHAUSTED.
+    let mut unlimited = client.clone().max_encoding_message_size(usize::MAX);
+    match unlimited.do_transaction(oversize).await {
+        Err(status) => println!("oversize, server: {:?} {}", status.code(), status.message()),
+        Ok(r) => anyhow::bail!("a 5 MB transfer was accepted: {r:?}"),
     }
     Ok(())
 }

@@ -1,8 +1,11 @@
 //! A tonic gRPC service, `PaymentsService`, with what a production one needs: TLS, the standard
 //! health service, server reflection, an interceptor that carries trace context and a request
 //! id, bounded streams (backpressure) that stop when the client goes away, deadlines, client
-//! retries of `UNAVAILABLE`, and a graceful stop.
+//! retries of `UNAVAILABLE`, explicit message size limits (an oversize message is
+//! `RESOURCE_EXHAUSTED`), and a graceful stop whose drain is bounded.
 
+pub mod drain;
+pub mod limits;
 pub mod tls;
 
 /// The generated protobuf types and service stubs.
@@ -53,12 +56,32 @@ pub fn validate(tx: &TransactionRequest) -> Result<i64, Status> {
 }
 // ANCHOR_END: validate
 
+// ANCHOR: config
 /// Server knobs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// Simulated processing time of a unary transfer (demonstrates deadlines).
     pub processing_delay: Duration,
+    /// Largest encoded message the server accepts; a larger one is `RESOURCE_EXHAUSTED`.
+    pub max_decoding_message_size: usize,
+    /// Largest encoded message the server sends; a larger one ends its call `RESOURCE_EXHAUSTED`.
+    pub max_encoding_message_size: usize,
+    /// How long a stop waits for open calls before ending them with `UNAVAILABLE`; keep it
+    /// under the orchestrator's grace period (Kubernetes: 30 s by default).
+    pub drain_timeout: Duration,
 }
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            processing_delay: Duration::ZERO,
+            max_decoding_message_size: limits::DEFAULT_MAX_MESSAGE_SIZE,
+            max_encoding_message_size: limits::DEFAULT_MAX_MESSAGE_SIZE,
+            drain_timeout: Duration::from_secs(20),
+        }
+    }
+}
+// ANCHOR_END: config
 
 /// The service.
 #[derive(Debug, Default)]
@@ -270,7 +293,8 @@ impl PaymentsService for Payments {
 
 // ANCHOR: serve
 /// Serves the payments service, health and reflection on `listener` until `shutdown`, then
-/// stops accepting and lets in-flight calls finish.
+/// stops accepting and lets in-flight calls finish — for at most `drain_timeout`, after which
+/// the calls still open end with `UNAVAILABLE`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<tls::ServerTls>,
@@ -283,21 +307,35 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    let cfg = service.cfg.clone();
+    let payments = PaymentsServiceServer::new(service)
+        .max_decoding_message_size(cfg.max_decoding_message_size)
+        .max_encoding_message_size(cfg.max_encoding_message_size);
+    let expired = drain::drain_deadline(&shutdown, cfg.drain_timeout);
     let mut builder = tonic::transport::Server::builder();
     if let Some(t) = tls {
         builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(t.identity()))?;
     }
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    builder
+    let server = builder
+        .layer(drain::DrainLayer::new(expired.clone()))
+        .layer(limits::SizeLimitStatusLayer)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(PaymentsServiceServer::with_interceptor(service, server_interceptor))
+        .add_service(tonic::service::interceptor::InterceptedService::new(payments, server_interceptor))
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.wait().await;
             // Report NOT_SERVING first, so load balancers drain this instance.
             health.set_not_serving::<PaymentsServiceServer<Payments>>().await;
-        })
-        .await?;
+        });
+    tokio::select! {
+        served = server => served?,
+        // The layer has ended every call; a connection that still cannot close (a peer that
+        // reads nothing) is abandoned rather than holding the process.
+        () = async { expired.wait().await; tokio::time::sleep(Duration::from_secs(1)).await } => {
+            tracing::warn!("connections still open a second after the drain timeout; closing anyway");
+        }
+    }
     Ok(())
 }
 // ANCHOR_END: serve

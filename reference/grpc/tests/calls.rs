@@ -171,7 +171,8 @@ async fn health_reports_serving() {
 
 #[tokio::test]
 async fn a_client_deadline_ends_a_slow_call() {
-    let s = start(ServiceConfig { processing_delay: Duration::from_millis(800) }).await;
+    let s = start(ServiceConfig { processing_delay: Duration::from_millis(800), ..ServiceConfig::default() })
+        .await;
     let mut c = client(&s).await;
     let mut req = tonic::Request::new(tx("slow", "a", "b", 1, 0));
     req.set_timeout(Duration::from_millis(100));
@@ -241,7 +242,8 @@ async fn tls_is_required_and_the_ca_must_be_trusted() {
 
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_call_finish() {
-    let s = start(ServiceConfig { processing_delay: Duration::from_millis(400) }).await;
+    let s = start(ServiceConfig { processing_delay: Duration::from_millis(400), ..ServiceConfig::default() })
+        .await;
     let mut c = client(&s).await;
     let call = tokio::spawn(async move { c.do_transaction(tx("late", "a", "b", 7, 0)).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -272,4 +274,128 @@ async fn reflection_lists_the_services() {
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains(&"cruncan.payments.v1.PaymentsService".to_owned()), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
+}
+
+#[tokio::test]
+async fn a_ten_megabyte_request_is_resource_exhausted() {
+    let s = start(ServiceConfig::default()).await;
+    let mut c = client(&s).await;
+    let huge = tx(&"x".repeat(10 * 1024 * 1024), "a", "b", 1, 0);
+    let status = c.do_transaction(huge).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("the limit is: 4194304 bytes"), "{}", status.message());
+    // The connection is still good for a normal call.
+    assert_eq!(c.do_transaction(tx("ok", "a", "b", 1, 0)).await.unwrap().into_inner().transferred, 1);
+}
+
+#[tokio::test]
+async fn an_oversize_message_in_a_client_stream_is_resource_exhausted() {
+    let s = start(ServiceConfig { max_decoding_message_size: 64 * 1024, ..ServiceConfig::default() }).await;
+    let mut c = client(&s).await;
+    let batch = vec![tx("small", "a", "b", 1, 0), tx(&"y".repeat(100 * 1024), "a", "b", 1, 0)];
+    let status = c.upload_batch(tokio_stream::iter(batch)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("the limit is: 65536 bytes"), "{}", status.message());
+}
+
+/// A batch of `n` rejected transfers: the summary lists one error per transfer (~60 bytes each).
+fn rejected_batch(n: usize) -> Vec<TransactionRequest> {
+    (0..n).map(|i| tx(&format!("same-{i}"), "a", "a", 1, 0)).collect()
+}
+
+#[tokio::test]
+async fn an_oversize_response_is_resource_exhausted() {
+    let s = start(ServiceConfig { max_encoding_message_size: 4 * 1024, ..ServiceConfig::default() }).await;
+    let mut c = client(&s).await;
+    // Under the limit: fine.
+    assert_eq!(
+        c.upload_batch(tokio_stream::iter(rejected_batch(10))).await.unwrap().into_inner().rejected,
+        10
+    );
+    let status = c.upload_batch(tokio_stream::iter(rejected_batch(200))).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("encoded message length too large"), "{}", status.message());
+}
+
+#[tokio::test]
+async fn a_client_limit_is_out_of_range_in_tonic_and_the_helper_maps_it() {
+    let s = start(ServiceConfig::default()).await;
+    let mut c = client(&s).await.max_decoding_message_size(1024);
+    let status = c.upload_batch(tokio_stream::iter(rejected_batch(100))).await.unwrap_err();
+    // The client's own decoder refuses the reply: tonic says OUT_OF_RANGE on this side too.
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    let mapped = grpc::limits::resource_exhausted_if_too_large(status);
+    assert_eq!(mapped.code(), tonic::Code::ResourceExhausted);
+    assert!(mapped.message().contains("the limit is: 1024 bytes"), "{}", mapped.message());
+}
+
+#[tokio::test]
+async fn shutdown_with_an_open_server_stream_ends_it_after_the_drain_timeout() {
+    let drain = Duration::from_millis(500);
+    let s = start(ServiceConfig { drain_timeout: drain, ..ServiceConfig::default() }).await;
+    let mut c = client(&s).await;
+    // A client that reads slowly with a long deadline: without a bounded drain, the stop would
+    // wait for it for a minute.
+    let mut req = tonic::Request::new(LedgerRequest { account_id: "acc-a".into(), count: 1_000_000 });
+    req.set_timeout(Duration::from_secs(60));
+    let mut stream = c.ledger(req).await.unwrap().into_inner();
+    stream.message().await.unwrap().unwrap();
+
+    let stopping = std::time::Instant::now();
+    s.shutdown.trigger();
+    // During the drain the stream still works.
+    let during = stream.message().await.unwrap().unwrap();
+    assert!(during.sequence > 1);
+    // Then it ends with UNAVAILABLE (after whatever was already on the wire).
+    let status = loop {
+        match stream.message().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(status.message(), grpc::drain::DRAIN_MESSAGE);
+    assert!(stopping.elapsed() >= drain, "cut before the drain timeout: {:?}", stopping.elapsed());
+    // The server has stopped — long before the client's 60 s deadline.
+    tokio::time::timeout(Duration::from_secs(30), s.task).await.unwrap().unwrap().unwrap();
+    // And the producer noticed and stopped.
+    for _ in 0..50 {
+        if s.cancelled.load(Ordering::Relaxed) == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the ledger producer kept running after the drain");
+}
+
+#[tokio::test]
+async fn a_unary_call_longer_than_the_drain_is_cut_with_unavailable() {
+    let s = start(ServiceConfig {
+        processing_delay: Duration::from_secs(60),
+        drain_timeout: Duration::from_millis(300),
+        ..ServiceConfig::default()
+    })
+    .await;
+    let mut c = client(&s).await;
+    let call = tokio::spawn(async move { c.do_transaction(tx("slow", "a", "b", 7, 0)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.shutdown.trigger();
+    let status = call.await.unwrap().unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    tokio::time::timeout(Duration::from_secs(30), s.task).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_client_send_limit_is_internal_in_tonic_so_the_client_checks_first() {
+    let s = start(ServiceConfig::default()).await;
+    let mut c = client(&s).await.max_encoding_message_size(1024);
+    let big = tx(&"z".repeat(2048), "a", "b", 1, 0);
+    // What tonic 0.14 does with a request over the client's own send limit: nothing names the size.
+    let status = c.do_transaction(big.clone()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
+    // Hence the check before sending.
+    let refused = grpc::limits::ensure_fits(&big, 1024).unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert!(refused.message().contains("over the limit of 1024 bytes"), "{}", refused.message());
 }
