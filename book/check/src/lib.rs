@@ -8,6 +8,9 @@
 //! It runs as a test of this crate (so `cargo test --workspace` and `make test` run it) and as
 //! `cargo run -p book-check`.
 
+pub mod browser;
+pub mod listings;
+
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 
