@@ -14,6 +14,7 @@ pub mod jetstream;
 pub mod mailer;
 pub mod metrics;
 pub mod outbox;
+pub mod replay;
 pub mod search;
 pub mod service;
 pub mod store;

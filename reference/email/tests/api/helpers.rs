@@ -169,7 +169,7 @@ async fn drop_old_test_streams() {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         let hour_ago = i64::try_from(now).unwrap() - 3600;
         for info in infos {
-            if info.config.name.starts_with("EMAILS_T") && info.created.unix_timestamp() < hour_ago {
+            if info.config.name.starts_with("EMAILS_T") && info.created.timestamp() < hour_ago {
                 let _ = js.delete_stream(&info.config.name).await;
             }
         }

@@ -9,5 +9,7 @@ mod cache;
 mod create;
 mod failures;
 mod grpc;
+mod lifecycle;
+mod replay;
 mod search;
 mod validation;
