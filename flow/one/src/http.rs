@@ -240,6 +240,7 @@ async fn create(
         data: request.data.clone(),
         created_at: now,
     };
+    // ANCHOR: outbox_record
     let outbox = OutboxRecord {
         topic: state.topic.to_string(),
         key: id.to_string(),
@@ -247,6 +248,7 @@ async fn create(
         // The trace of this request travels with the message.
         headers: trace_headers(),
     };
+    // ANCHOR_END: outbox_record
     let key = idempotency_key.map(|key| IdempotencyKey { key, request_hash: request_hash(request) });
     let created = bounded(state, state.repo.create(id, request, now, &outbox, key.as_ref())).await?;
     match created {

@@ -318,6 +318,7 @@ impl Relay {
     }
     // ANCHOR_END: publish_batch
 
+    // ANCHOR: publish_span
     /// One row to Kafka, in a producer span that continues the HTTP request's trace.
     async fn publish(&self, row: &Row) -> anyhow::Result<()> {
         let headers: Vec<(String, Vec<u8>)> =
@@ -334,6 +335,7 @@ impl Relay {
         );
         let parent = cruncan_telemetry::extract_context(&cruncan_kafka::KafkaHeaderExtractor(&headers));
         let _ = span.set_parent(parent);
+        // ANCHOR_END: publish_span
         let sent = self
             .producer
             .send(&row.topic, row.key.as_bytes(), &row.payload, &headers)

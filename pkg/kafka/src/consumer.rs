@@ -515,6 +515,7 @@ impl<H: Handler> Lane<H> {
     /// with exponential backoff and jitter (or the delay the error asks for); dead-letters
     /// permanent errors and exhausted retries.
     async fn process(&self, msg: &Message) -> Finished {
+        // ANCHOR: process_span
         let span = tracing::info_span!(
             "process",
             otel.name = format!("process {}", msg.topic),
@@ -529,6 +530,7 @@ impl<H: Handler> Lane<H> {
         );
         // The remote parent: the trace of whoever produced the record.
         let _ = span.set_parent(cruncan_telemetry::extract_context(&KafkaHeaderExtractor(&msg.headers)));
+        // ANCHOR_END: process_span
         let started = Instant::now();
         let outcome = async {
             // Attempts made while the breaker is open are the outage's, not the message's.

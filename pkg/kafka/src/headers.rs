@@ -2,6 +2,7 @@
 
 use cruncan_telemetry::{Extractor, Injector};
 
+// ANCHOR: kafka_carrier
 /// Collects headers to attach to a produced record.
 #[derive(Debug, Default)]
 pub struct KafkaHeaderInjector(pub Vec<(String, Vec<u8>)>);
@@ -32,3 +33,4 @@ pub fn trace_headers() -> Vec<(String, Vec<u8>)> {
     cruncan_telemetry::inject_current(&mut injector);
     injector.0
 }
+// ANCHOR_END: kafka_carrier

@@ -35,6 +35,7 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
+// ANCHOR: inject_extract
 /// Injects the current tracing span's context (`traceparent`, `tracestate`) into `carrier`.
 pub fn inject_current(carrier: &mut dyn Injector) {
     inject_context(&tracing::Span::current().context(), carrier);
@@ -49,6 +50,7 @@ pub fn inject_context(cx: &Context, carrier: &mut dyn Injector) {
 pub fn extract_context(carrier: &dyn Extractor) -> Context {
     global::get_text_map_propagator(|p| p.extract(carrier))
 }
+// ANCHOR_END: inject_extract
 
 /// Injects the current span's context into outgoing HTTP headers.
 pub fn inject_current_into_http_headers(headers: &mut HeaderMap) {
