@@ -5,6 +5,7 @@ use crate::config::Limits;
 use cruncan_model::{DataEntry, OneRequest};
 use serde::Deserialize;
 
+// ANCHOR: request_body
 /// The body of `POST /one` as sent (unknown fields are ignored).
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct CreateRequestBody {
@@ -16,6 +17,7 @@ pub struct CreateRequestBody {
     #[serde(default)]
     pub data: Vec<DataEntry>,
 }
+// ANCHOR_END: request_body
 
 /// A field that failed validation, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -171,6 +171,7 @@ pub fn router(state: AppState) -> Router {
 // ANCHOR: create_handler
 /// Accepts a request: validates it, stores it with its outbox record in one transaction and
 /// answers `201` with its id.
+// ANCHOR: openapi_path
 #[utoipa::path(
     post,
     path = "/one",
@@ -185,6 +186,7 @@ pub fn router(state: AppState) -> Router {
         (status = 503, description = "Database unreachable", body = ErrorBody),
     )
 )]
+// ANCHOR_END: openapi_path
 pub async fn create_request(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -355,6 +357,7 @@ pub async fn get_request(
     Ok(axum::Json(body).into_response())
 }
 
+// ANCHOR: api_doc
 /// The OpenAPI document served at `/openapi.json`.
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -363,6 +366,7 @@ pub async fn get_request(
     components(schemas(CreateRequestBody, CreatedBody, StoredBody, ErrorBody, cruncan_http::ErrorDetail))
 )]
 pub struct ApiDoc;
+// ANCHOR_END: api_doc
 
 #[cfg(test)]
 mod tests {

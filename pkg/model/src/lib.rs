@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// Default topic one publishes to and two consumes from.
 pub const DEFAULT_TOPIC: &str = "one-request-local";
 
+// ANCHOR: one_request
 /// One key/value entry of a request's `data`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DataEntry {
@@ -27,6 +28,7 @@ pub struct OneRequest {
     #[serde(default)]
     pub data: Vec<DataEntry>,
 }
+// ANCHOR_END: one_request
 
 // ANCHOR: event
 /// The Kafka event value: the request, its id and when it was accepted.
@@ -81,6 +83,7 @@ mod tests {
     }
 }
 
+// ANCHOR: three_request
 /// The body two posts to the third party's `POST /three`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThreeRequest {
@@ -91,3 +94,4 @@ pub struct ThreeRequest {
     /// The request as the client sent it.
     pub one_request: OneRequest,
 }
+// ANCHOR_END: three_request

@@ -31,10 +31,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+// ANCHOR: unique_name
 /// A unique, readable name for a test resource: `prefix-<8 hex chars>`.
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
+// ANCHOR_END: unique_name
 
 /// One span as the receiver saw it.
 #[derive(Debug, Clone)]
@@ -132,6 +134,7 @@ impl OtlpReceiver {
         self.lock().metrics.clone()
     }
 
+    // ANCHOR: wait_for_spans
     /// Waits until `pred` holds over the spans received, or fails after `timeout` with what it saw.
     pub async fn wait_for_spans(
         &self,
@@ -147,6 +150,7 @@ impl OtlpReceiver {
         )
         .await
     }
+    // ANCHOR_END: wait_for_spans
 
     /// Waits until `pred` holds over the log records received.
     pub async fn wait_for_logs(
@@ -420,6 +424,7 @@ impl TcpProxy {
         self.addr
     }
 
+    // ANCHOR: proxy_cut
     /// Closes every open connection and refuses new ones.
     pub fn cut(&self) {
         self.state.up.store(false, std::sync::atomic::Ordering::SeqCst);
@@ -430,6 +435,7 @@ impl TcpProxy {
     pub fn restore(&self) {
         self.state.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+    // ANCHOR_END: proxy_cut
 }
 
 /// The test binary's one telemetry pipeline (the subscriber is process-global), exporting to an
