@@ -559,6 +559,7 @@ impl<H: Handler> Lane<H> {
                     }
                     Err(e) => e,
                 };
+                // ANCHOR: failure_outcomes
                 let (error, retry_after) = match err {
                     HandlerError::Permanent(error) => {
                         // The dependency answered: the message is at fault, not the dependency.
@@ -590,6 +591,7 @@ impl<H: Handler> Lane<H> {
                 };
                 // `Retry-After` may lengthen the wait, never shorten it below the policy's.
                 let delay = retry_after.map_or(policy, |asked| asked.max(policy));
+                // ANCHOR_END: failure_outcomes
                 tracing::info!(error = %format!("{error:#}"), attempt, ?delay, breaker = ?self.breaker.state(), key = %msg.key_str(), "retryable failure; retrying");
                 tokio::select! {
                     () = self.stop.wait() => return (Finished::Abandoned, "abandoned"),
