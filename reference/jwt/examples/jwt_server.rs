@@ -22,17 +22,21 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(async move { axum::serve(jwks_listener, jwks_app).await });
 
     let auth = Auth {
-        jwks: Arc::new(Jwks::new(
-            reqwest::Client::new(),
-            AuthConfig {
-                jwks_url,
-                issuer: common::ISS.into(),
-                audience: common::AUD.into(),
-                leeway: Duration::from_secs(30),
-                keys_ttl: Duration::from_secs(600),
-                min_refetch_interval: Duration::from_secs(30),
-            },
-        )),
+        jwks: Arc::new(
+            Jwks::new(
+                reqwest::Client::new(),
+                AuthConfig {
+                    jwks_url,
+                    issuer: common::ISS.into(),
+                    audience: common::AUD.into(),
+                    leeway: Duration::from_secs(30),
+                    keys_ttl: Duration::from_secs(600),
+                    min_refetch_interval: Duration::from_secs(30),
+                },
+            )
+            // While the JWKS endpoint fails, keep using the last keys for up to an hour past the TTL.
+            .with_max_stale(Duration::from_secs(3600)),
+        ),
         policy: Arc::new(Policy {
             allowed_emails: ["alice@example.com".to_owned()].into(),
             client_id: "cruncan-web".into(),

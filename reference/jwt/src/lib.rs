@@ -1,8 +1,10 @@
 //! JWT bearer-token validation for axum against a JWKS URL.
 //!
-//! - Keys come from the issuer's JWKS and are cached (moka) for a TTL; a token with an unknown
-//!   `kid` triggers one refetch, at most once per interval, so key rotation works and a flood of
-//!   made-up kids cannot hammer the JWKS endpoint.
+//! - Keys come from the issuer's JWKS and are trusted for a TTL; a token with an unknown `kid`
+//!   triggers one refetch, at most once per interval, so key rotation works and a flood of
+//!   made-up kids cannot hammer the JWKS endpoint. When a refresh fails, the last keys are served
+//!   stale for at most `max_stale` past their TTL (with a warning and a metric per failed
+//!   refresh), so a JWKS outage does not reject every token the moment the TTL runs out.
 //! - Only RS256 and ES256 are accepted (`none` and HMAC never are: an HMAC "signed" with the
 //!   public key is the classic algorithm-confusion attack); `exp`/`nbf` are checked with leeway,
 //!   `iss` and `aud` must match.
@@ -17,9 +19,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use opentelemetry::metrics::Counter;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 /// Verifier settings.
@@ -101,51 +104,133 @@ impl IntoResponse for AuthError {
 pub const ALLOWED: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES256];
 
 // ANCHOR: jwks_cache
-/// Keys by `kid`, cached for a TTL, refetched on an unknown `kid` at most once per interval.
+/// How long past `keys_ttl` the last keys are still used while every refresh fails, unless
+/// [`Jwks::with_max_stale`] says otherwise.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(3600);
+
+/// One successful fetch of the JWKS document.
+struct KeySet {
+    keys: HashMap<String, Arc<(DecodingKey, Algorithm)>>,
+    fetched: Instant,
+}
+
+/// Keys by `kid` from the last successful fetch: fresh for `keys_ttl`, then refreshed; served
+/// stale for at most `max_stale` more while the refresh fails. Fetches (for an expired set or an
+/// unknown `kid`) happen one at a time and at most once per `min_refetch_interval`.
 pub struct Jwks {
     http: reqwest::Client,
     cfg: AuthConfig,
-    keys: moka::future::Cache<String, Arc<(DecodingKey, Algorithm)>>,
+    max_stale: Duration,
+    set: RwLock<Option<Arc<KeySet>>>,
+    /// When the last fetch was attempted; held while fetching.
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    refresh_failures: Counter<u64>,
+    stale_used: Counter<u64>,
 }
 
 impl Jwks {
-    /// A cache over `cfg.jwks_url`.
+    /// A cache over `cfg.jwks_url`, serving stale keys for up to [`DEFAULT_MAX_STALE`].
     pub fn new(http: reqwest::Client, cfg: AuthConfig) -> Self {
-        let keys = moka::future::Cache::builder().time_to_live(cfg.keys_ttl).max_capacity(64).build();
-        Self { http, cfg, keys, last_fetch: tokio::sync::Mutex::new(None) }
+        let meter = opentelemetry::global::meter("jwt");
+        Self {
+            http,
+            cfg,
+            max_stale: DEFAULT_MAX_STALE,
+            set: RwLock::new(None),
+            last_fetch: tokio::sync::Mutex::new(None),
+            refresh_failures: meter
+                .u64_counter("jwt.jwks.refresh.failures")
+                .with_description("JWKS fetches that failed (the cached keys, if any, are kept)")
+                .build(),
+            stale_used: meter
+                .u64_counter("jwt.jwks.stale_keys.used")
+                .with_description("Tokens checked with a key past keys_ttl because the refresh failed")
+                .build(),
+        }
     }
 
-    /// The key for `kid`, fetching the JWKS when it is not cached (rate limited).
+    /// The same cache, serving stale keys for at most `max_stale` past `keys_ttl` (zero: never).
+    #[must_use]
+    pub fn with_max_stale(mut self, max_stale: Duration) -> Self {
+        self.max_stale = max_stale;
+        self
+    }
+
+    /// The key for `kid`: from a fresh set; else after a refresh (rate limited); else, when the
+    /// refresh failed, from the stale set if it is within `max_stale`.
     pub async fn key(&self, kid: &str) -> Result<Arc<(DecodingKey, Algorithm)>, AuthError> {
-        if let Some(k) = self.keys.get(kid).await {
+        let ttl = self.cfg.keys_ttl;
+        let stale_limit = ttl.saturating_add(self.max_stale);
+        if let Some(k) = self.lookup(kid, ttl) {
             return Ok(k);
         }
-        // One refetch at a time; whoever waited re-checks the cache first.
-        let mut last = self.last_fetch.lock().await;
-        if let Some(k) = self.keys.get(kid).await {
-            return Ok(k);
+        // One fetch at a time; with a usable stale key nobody waits for someone else's fetch.
+        let mut last = match self.last_fetch.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => match self.lookup(kid, stale_limit) {
+                Some(k) => return Ok(self.stale(k)),
+                None => self.last_fetch.lock().await,
+            },
+        };
+        if let Some(k) = self.lookup(kid, ttl) {
+            return Ok(k); // refreshed while we waited
         }
-        if last.is_some_and(|t| t.elapsed() < self.cfg.min_refetch_interval) {
-            return Err(AuthError::UnknownKey);
+        if last.is_none_or(|t| t.elapsed() >= self.cfg.min_refetch_interval) {
+            *last = Some(Instant::now());
+            match self.fetch().await {
+                Ok(set) => {
+                    // A fresh set is the truth: a kid it lacks is unknown (revoked keys go now).
+                    let key = set.keys.get(kid).cloned();
+                    *self.set.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(set));
+                    return key.ok_or(AuthError::UnknownKey);
+                }
+                Err(e) => {
+                    self.refresh_failures.add(1, &[]);
+                    let age = self.age();
+                    tracing::warn!(
+                        jwks_url = %self.cfg.jwks_url,
+                        error = %format!("{e:#}"),
+                        keys_age_s = age.map(|a| a.as_secs()),
+                        serving_stale = age.is_some_and(|a| a < stale_limit),
+                        "JWKS refresh failed; the cached keys are used until keys_ttl + max_stale"
+                    );
+                }
+            }
         }
-        *last = Some(Instant::now());
-        if let Err(e) = self.fetch().await {
-            tracing::warn!(error = %e, "JWKS fetch failed");
-        }
-        self.keys.get(kid).await.ok_or(AuthError::UnknownKey)
+        // No fresh set to be had: the stale one, within bounds.
+        self.lookup(kid, stale_limit).map(|k| self.stale(k)).ok_or(AuthError::UnknownKey)
     }
 
-    async fn fetch(&self) -> anyhow::Result<()> {
+    /// `kid` from the current set, if the set is younger than `max_age`.
+    fn lookup(&self, kid: &str, max_age: Duration) -> Option<Arc<(DecodingKey, Algorithm)>> {
+        let set = self.set.read().unwrap_or_else(PoisonError::into_inner).clone()?;
+        if set.fetched.elapsed() < max_age { set.keys.get(kid).cloned() } else { None }
+    }
+
+    fn stale(&self, key: Arc<(DecodingKey, Algorithm)>) -> Arc<(DecodingKey, Algorithm)> {
+        self.stale_used.add(1, &[]);
+        key
+    }
+
+    fn age(&self) -> Option<Duration> {
+        self.set.read().unwrap_or_else(PoisonError::into_inner).as_ref().map(|s| s.fetched.elapsed())
+    }
+
+    /// One fetch; a document without a single usable key counts as a failure (the old keys stay).
+    async fn fetch(&self) -> anyhow::Result<KeySet> {
         let set: JwkSet = self.http.get(&self.cfg.jwks_url).send().await?.error_for_status()?.json().await?;
+        let mut keys = HashMap::new();
         for jwk in &set.keys {
             let (Some(kid), Some(alg)) = (jwk.common.key_id.clone(), key_algorithm(jwk)) else { continue };
             match DecodingKey::from_jwk(jwk) {
-                Ok(key) => self.keys.insert(kid, Arc::new((key, alg))).await,
+                Ok(key) => {
+                    keys.insert(kid, Arc::new((key, alg)));
+                }
                 Err(e) => tracing::warn!(%kid, error = %e, "skipping unusable JWK"),
             }
         }
-        Ok(())
+        anyhow::ensure!(!keys.is_empty(), "the JWKS document has no usable key");
+        Ok(KeySet { keys, fetched: Instant::now() })
     }
 }
 // ANCHOR_END: jwks_cache

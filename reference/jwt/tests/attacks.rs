@@ -1,6 +1,7 @@
 //! The attack suite: every forged, stale or misdirected token is a 401; valid ones pass; a valid
-//! token the policy refuses is a 403; the JWKS endpoint's outages, key rotation and unknown-kid
-//! floods behave.
+//! token the policy refuses is a 403; the JWKS endpoint's outages (stale keys served up to
+//! max-stale, with a warning and a metric per failed refresh), key rotation, key removal and
+//! unknown-kid floods behave.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic: that is its failure report
 
 mod common;
@@ -17,17 +18,20 @@ use tower::ServiceExt as _;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-async fn app(server: &MockServer, min_refetch: Duration) -> Router {
-    let cfg = AuthConfig {
+fn config(server: &MockServer, keys_ttl: Duration, min_refetch: Duration) -> AuthConfig {
+    AuthConfig {
         jwks_url: format!("{}/.well-known/jwks.json", server.uri()),
         issuer: ISS.into(),
         audience: AUD.into(),
         leeway: Duration::from_secs(30),
-        keys_ttl: Duration::from_secs(600),
+        keys_ttl,
         min_refetch_interval: min_refetch,
-    };
+    }
+}
+
+fn router(jwks: Jwks) -> Router {
     let auth = Auth {
-        jwks: Arc::new(Jwks::new(reqwest::Client::new(), cfg)),
+        jwks: Arc::new(jwks),
         policy: Arc::new(Policy {
             allowed_emails: ["alice@example.com".to_owned()].into(),
             client_id: "cruncan-web".into(),
@@ -36,6 +40,10 @@ async fn app(server: &MockServer, min_refetch: Duration) -> Router {
     Router::new()
         .route("/me", get(|Extension(c): Extension<Claims>| async move { Json(c) }))
         .layer(axum::middleware::from_fn_with_state(auth, jwt::require))
+}
+
+async fn app(server: &MockServer, min_refetch: Duration) -> Router {
+    router(Jwks::new(reqwest::Client::new(), config(server, Duration::from_secs(600), min_refetch)))
 }
 
 async fn serve_jwks(server: &MockServer, keys: &[&TestKey], expect: u64) {
@@ -206,4 +214,91 @@ async fn futures_join(tasks: impl Iterator<Item = tokio::task::JoinHandle<Status
         out.push(t.await.unwrap());
     }
     out
+}
+
+/// The warnings this JWKS URL's failed refreshes wrote, in order.
+fn refresh_warnings(url: &str) -> Vec<serde_json::Value> {
+    cruncan_testkit::global_telemetry("jwt")
+        .logs
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["level"] == "WARN" && l["jwks_url"] == url)
+        .filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with("JWKS refresh failed")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_keys_are_served_while_the_jwks_is_down_until_max_stale_then_refused() {
+    let telemetry = cruncan_testkit::global_telemetry("jwt"); // before the meter is taken
+    let server = MockServer::start().await;
+    let rsa = rsa_key("rsa-1");
+    serve_jwks(&server, &[&rsa], 1).await;
+    let (ttl, min_refetch, max_stale) =
+        (Duration::from_millis(300), Duration::from_millis(100), Duration::from_secs(2));
+    let cfg = config(&server, ttl, min_refetch);
+    let url = cfg.jwks_url.clone();
+    let app = router(Jwks::new(reqwest::Client::new(), cfg).with_max_stale(max_stale));
+    let token = sign(&rsa, &claims());
+    assert_eq!(call(&app, Some(&token)).await.0, StatusCode::OK);
+    let fetched = std::time::Instant::now(); // no earlier than the fetch
+
+    // The JWKS endpoint goes down, and the TTL passes: the last keys are still used.
+    server.reset().await;
+    Mock::given(path("/.well-known/jwks.json")).respond_with(ResponseTemplate::new(503)).mount(&server).await;
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    assert_eq!(call(&app, Some(&token)).await.0, StatusCode::OK, "stale key past the TTL");
+    tokio::time::sleep(min_refetch + Duration::from_millis(50)).await;
+    assert_eq!(call(&app, Some(&token)).await.0, StatusCode::OK, "still stale, still accepted");
+    let failed_so_far = server.received_requests().await.unwrap().len();
+    assert_eq!(failed_so_far, 2, "one refresh per call, each at least min_refetch apart");
+    let warnings = refresh_warnings(&url);
+    assert_eq!(warnings.len(), 2, "a warning per failed refresh: {warnings:?}");
+    assert!(warnings.iter().all(|w| w["serving_stale"] == true), "{warnings:?}");
+
+    // Past keys_ttl + max_stale: refused.
+    tokio::time::sleep((ttl + max_stale + Duration::from_millis(100)).saturating_sub(fetched.elapsed()))
+        .await;
+    let (status, _, body) = call(&app, Some(&token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let warnings = refresh_warnings(&url);
+    assert_eq!(warnings.len(), server.received_requests().await.unwrap().len(), "{warnings:?}");
+    assert_eq!(warnings.last().unwrap()["serving_stale"], false);
+
+    // The metric left the process too.
+    tokio::task::spawn_blocking(|| cruncan_testkit::global_telemetry("jwt").guard.force_flush())
+        .await
+        .unwrap();
+    let metrics = telemetry
+        .receiver
+        .wait_for_metrics(Duration::from_secs(15), &["jwt.jwks.refresh.failures", "jwt.jwks.stale_keys.used"])
+        .await
+        .unwrap();
+    assert_eq!(metrics["jwt.jwks.refresh.failures"].kind, "counter");
+
+    // The endpoint is back: the next refresh succeeds and tokens pass again.
+    server.reset().await;
+    serve_jwks(&server, &[&rsa], 1).await;
+    tokio::time::sleep(min_refetch).await;
+    assert_eq!(call(&app, Some(&token)).await.0, StatusCode::OK, "after the outage");
+}
+
+#[tokio::test]
+async fn a_key_removed_from_the_jwks_is_refused_after_the_next_refresh() {
+    let server = MockServer::start().await;
+    let revoked = rsa_key("2026-01");
+    let kept = rsa_key("2026-02");
+    Mock::given(path("/.well-known/jwks.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(jwks(&[&revoked, &kept])))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    serve_jwks(&server, &[&kept], 1).await;
+    let ttl = Duration::from_millis(200);
+    let app = router(Jwks::new(reqwest::Client::new(), config(&server, ttl, Duration::from_millis(50))));
+    assert_eq!(call(&app, Some(&sign(&revoked, &claims()))).await.0, StatusCode::OK);
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    // Stale keys are for a failing endpoint only: a successful refresh without the key drops it.
+    assert_eq!(call(&app, Some(&sign(&revoked, &claims()))).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, Some(&sign(&kept, &claims()))).await.0, StatusCode::OK);
 }
