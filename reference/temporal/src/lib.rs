@@ -1,6 +1,8 @@
 //!
 //! - [`coffee`]: one workflow per order — retries by policy, heartbeats, a signal, a query, a
 //!   pickup timer, compensation (cancel, refund).
+//! - [`saga`]: the order saga (order, payment, inventory, shipping) over `reference/saga`'s
+//!   participants, with compensations.
 //! - [`worker`]: one worker process that runs both, stopped by a shutdown future.
 //! - [`connect`]: the server's address (`TEMPORAL_ADDRESS`) and the client.
 //!
@@ -12,7 +14,8 @@ pub mod connect;
 pub mod db;
 pub mod history;
 pub mod retry;
+pub mod saga;
 pub mod worker;
 
-/// The tables of the coffee shop and the saga's participants.
+/// The coffee shop's tables (the saga's participants migrate with `saga::MIGRATOR`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -48,3 +48,31 @@ pub fn brewing() -> ActivityOptions {
         .build()
 }
 // ANCHOR_END: brewing
+
+// ANCHOR: saga_step
+/// A saga step: an answer within 3s, retried with the same idempotency key up to 4 times; a
+/// refusal is final. After that the saga compensates (the step too: it may have happened).
+pub fn saga_step() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(3))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_millis(100))
+                .maximum_interval(Duration::from_secs(1))
+                .maximum_attempts(4)
+                .build(),
+        )
+        .build()
+}
+
+/// A compensation must not give up: retried until it works, backing off to 10s.
+pub fn compensation() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(3))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_millis(100))
+                .maximum_interval(Duration::from_secs(10))
+                .build(),
+        )
+        .build()
+}
+// ANCHOR_END: saga_step

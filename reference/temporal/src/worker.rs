@@ -5,8 +5,11 @@
 use crate::coffee::activities::CoffeeActivities;
 use crate::coffee::shop::CoffeeShop;
 use crate::coffee::workflow::CoffeeOrderWorkflow;
+use crate::db::Stores;
+use crate::saga::activities::{CrashPoint, SagaActivities};
+use crate::saga::workflow::OrderSagaWorkflow;
 use anyhow::Context as _;
-use sqlx::PgPool;
+use saga::participants::Participants;
 use std::future::Future;
 use std::time::Duration;
 use temporalio_client::Client;
@@ -15,7 +18,7 @@ use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 /// The task queue the examples use.
 pub const TASK_QUEUE: &str = "coffee-shop";
 
-/// What a worker polls and how fast its barista is.
+/// What a worker polls, how fast its barista is, and how it reacts to a crash of another.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     /// The task queue (tests use one each, so they never take each other's tasks).
@@ -26,12 +29,19 @@ pub struct WorkerSettings {
     /// cached) before any worker may take it. After a crash, the next step of each workflow
     /// the dead worker had cached waits this long.
     pub sticky_timeout: Duration,
+    /// Abort the process at this point of the saga (crash tests and demos).
+    pub crash: Option<CrashPoint>,
 }
 
 impl WorkerSettings {
     /// The SDK's defaults (10s sticky timeout) on `task_queue`, brewing in `brew_time`.
     pub fn new(task_queue: impl Into<String>, brew_time: Duration) -> Self {
-        Self { task_queue: task_queue.into(), brew_time, sticky_timeout: Duration::from_secs(10) }
+        Self {
+            task_queue: task_queue.into(),
+            brew_time,
+            sticky_timeout: Duration::from_secs(10),
+            crash: None,
+        }
     }
 }
 
@@ -40,14 +50,18 @@ impl WorkerSettings {
 /// in-flight tasks finish and returns.
 pub async fn run_worker(
     client: Client,
-    pool: PgPool,
+    stores: Stores,
     settings: WorkerSettings,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let runtime = Runtime::from_current_tokio(Default::default())?;
+    let coffee = CoffeeActivities::new(CoffeeShop::new(stores.coffee), settings.brew_time);
+    let saga = SagaActivities::new(Participants::in_process(stores.saga), settings.crash);
     let options = WorkerOptions::new(settings.task_queue.clone())
         .register_workflow::<CoffeeOrderWorkflow>()?
-        .register_activities(CoffeeActivities::new(CoffeeShop::new(pool.clone()), settings.brew_time))
+        .register_workflow::<OrderSagaWorkflow>()?
+        .register_activities(coffee)
+        .register_activities(saga)
         .sticky_queue_schedule_to_start_timeout(settings.sticky_timeout)
         .graceful_shutdown_period(Duration::from_secs(5))
         .build();

@@ -4,51 +4,12 @@
 //! The worker is the real `coffee_worker` example binary (cargo builds examples with the tests),
 //! killed with SIGKILL: no graceful shutdown, no chance to report anything to the server.
 
-use crate::helpers::{TestEnv, eventually};
-use std::process::{Child, Command, Stdio};
+use crate::helpers::{TestEnv, WorkerProcess, eventually};
 use std::time::Duration;
 use temporal_ref::coffee::cards::CARD_OK;
 use temporal_ref::coffee::client::{customer_arrived, outcome, place_order};
 use temporal_ref::coffee::{CoffeeOrder, Drink, Outcome};
 use temporal_ref::history::activity_runs;
-
-/// A worker process, killed when dropped (so a failing test leaves none behind).
-struct WorkerProcess(Child);
-
-impl WorkerProcess {
-    fn spawn(env: &TestEnv, brew_ms: u64) -> Self {
-        let deps = std::env::current_exe().unwrap();
-        let bin = deps.parent().and_then(|d| d.parent()).unwrap().join("examples/coffee_worker");
-        assert!(bin.exists(), "{} is missing: cargo test builds it (cargo build --examples)", bin.display());
-        let child = Command::new(bin)
-            .args(["--task-queue", &env.task_queue, "--database", &env.database])
-            .args(["--brew-ms", &brew_ms.to_string()])
-            // The default 10s would hold the workflow's next step for the dead worker that long.
-            .args(["--sticky-timeout-ms", "1000"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        Self(child)
-    }
-
-    fn identity(&self) -> String {
-        format!("coffee-worker-{}", self.0.id())
-    }
-
-    /// SIGKILL, and wait until it is gone.
-    fn kill(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_killed_mid_brew_is_replaced_and_each_effect_happens_once() {
@@ -58,7 +19,7 @@ async fn worker_killed_mid_brew_is_replaced_and_each_effect_happens_once() {
         CoffeeOrder::new("ada", vec![Drink::Latte, Drink::Espresso], CARD_OK, Duration::from_secs(60))
             .unwrap();
 
-    let first = WorkerProcess::spawn(&env, 1000);
+    let first = WorkerProcess::spawn(&env, 1000, &[]);
     let first_identity = first.identity();
     place_order(&env.client, &env.task_queue, &id, order).await.unwrap();
     customer_arrived(&env.client, &id).await.unwrap();
@@ -72,7 +33,7 @@ async fn worker_killed_mid_brew_is_replaced_and_each_effect_happens_once() {
     let at_kill = env.shop.effects(&id).await.unwrap();
     assert_eq!((at_kill.charges, at_kill.cups, at_kill.cups_ready), (1, 1, 0), "killed mid-brew");
 
-    let second = WorkerProcess::spawn(&env, 1000);
+    let second = WorkerProcess::spawn(&env, 1000, &[]);
     let result = tokio::time::timeout(crate::helpers::PATIENCE, outcome(&env.client, &id)).await;
     let result = result.expect("the new worker did not finish the order").unwrap();
     assert!(matches!(result, Outcome::Collected { .. }), "{result:?}");

@@ -7,3 +7,4 @@
 mod coffee;
 mod crash;
 mod helpers;
+mod saga;
