@@ -4,6 +4,7 @@
 use crate::config::{OrdersSettings, ServiceSettings};
 use crate::orders::clients::{HttpCatalog, HttpUsers};
 use crate::orders::place::Ports;
+use crate::orders::sweeper::Sweeper;
 use crate::orders::{OrdersState, PgOrders};
 use crate::products::ProductStore;
 use crate::resilience::Dependency;
@@ -25,6 +26,7 @@ pub struct App {
     listener: tokio::net::TcpListener,
     router: Router,
     pool: Option<PgPool>,
+    sweeper: Option<Sweeper>,
 }
 
 impl std::fmt::Debug for App {
@@ -44,7 +46,7 @@ impl App {
         router: Router,
         pool: Option<PgPool>,
     ) -> Self {
-        Self { name, listener, router, pool }
+        Self { name, listener, router, pool, sweeper: None }
     }
 
     /// The bound address.
@@ -60,7 +62,11 @@ impl App {
     /// Serves until `shutdown`, then drains in-flight requests.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         tracing::info!(service = self.name, addr = %self.local_addr()?, "listening");
+        let sweeper = self.sweeper.map(|s| tokio::spawn(s.run(shutdown.clone())));
         cruncan_http::serve(self.listener, self.router, shutdown).await?;
+        if let Some(sweeper) = sweeper {
+            sweeper.await?;
+        }
         if let Some(pool) = self.pool {
             pool.close().await;
         }
@@ -112,7 +118,7 @@ pub async fn build_users(s: &ServiceSettings) -> anyhow::Result<App> {
     let pool = database(&s.database, &crate::users::MIGRATOR).await?;
     let routes = crate::users::router(UserStore(pool.clone()));
     let router = service("users", routes, crate::users::ApiDoc::openapi(), s, &pool);
-    Ok(App { name: "users", listener: bind(&s.host, s.port).await?, router, pool: Some(pool) })
+    Ok(App::new("users", bind(&s.host, s.port).await?, router, Some(pool)))
 }
 
 /// The product service.
@@ -120,7 +126,7 @@ pub async fn build_products(s: &ServiceSettings) -> anyhow::Result<App> {
     let pool = database(&s.database, &crate::products::MIGRATOR).await?;
     let routes = crate::products::router(ProductStore(pool.clone()));
     let router = service("products", routes, crate::products::ApiDoc::openapi(), s, &pool);
-    Ok(App { name: "products", listener: bind(&s.host, s.port).await?, router, pool: Some(pool) })
+    Ok(App::new("products", bind(&s.host, s.port).await?, router, Some(pool)))
 }
 
 /// The order service's handles on its dependencies (their breakers, for tests and dashboards).
@@ -133,23 +139,35 @@ pub struct OrdersDeps {
 }
 
 // ANCHOR: build_orders
-/// The order service: its database, a layered client per dependency, load shedding.
+/// The order service: its database, a layered client per dependency, load shedding, and the
+/// sweeper that releases what failed orders still hold.
 pub async fn build_orders(s: &OrdersSettings) -> anyhow::Result<(App, OrdersDeps)> {
     let pool = database(&s.service.database, &crate::orders::MIGRATOR).await?;
     let client = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build()?;
     let users = Dependency::new("users", &s.users_url, client.clone(), &s.users_calls)?;
     let products = Dependency::new("products", &s.products_url, client, &s.products_calls)?;
     let store = PgOrders(pool.clone());
+    let catalog = Arc::new(HttpCatalog::new(products.clone(), Duration::from_millis(s.price_staleness_ms)));
+    let release_timeout = Duration::from_millis(s.release_timeout_ms);
     let ports = Ports {
         users: Arc::new(HttpUsers(users.clone())),
-        catalog: Arc::new(HttpCatalog::new(products.clone(), Duration::from_millis(s.price_staleness_ms))),
+        catalog: catalog.clone(),
         store: Arc::new(store.clone()),
-        release_timeout: Duration::from_millis(s.release_timeout_ms),
+        release_timeout,
+    };
+    let sweeper = Sweeper {
+        pool: pool.clone(),
+        catalog,
+        every: Duration::from_millis(s.sweep_interval_ms),
+        // Longer than any order can take, so an order still being placed is never swept.
+        stale_after: 2 * (s.service.request_timeout() + release_timeout),
+        release_timeout,
     };
     let routes = crate::orders::router(OrdersState { ports, store });
     let router = service("orders", routes, crate::orders::ApiDoc::openapi(), &s.service, &pool);
     let router = crate::shed::with_load_shedding(router, s.max_in_flight);
     let listener = bind(&s.service.host, s.service.port).await?;
-    Ok((App { name: "orders", listener, router, pool: Some(pool) }, OrdersDeps { users, products }))
+    let app = App { sweeper: Some(sweeper), ..App::new("orders", listener, router, Some(pool)) };
+    Ok((app, OrdersDeps { users, products }))
 }
 // ANCHOR_END: build_orders

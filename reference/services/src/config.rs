@@ -70,6 +70,8 @@ pub struct OrdersSettings {
     pub max_in_flight: usize,
     /// Time budget of releasing reservations after a failed order (its own, not the request's).
     pub release_timeout_ms: u64,
+    /// Pause between two sweeps for reservations that failed orders still hold.
+    pub sweep_interval_ms: u64,
 }
 
 // ANCHOR: call_settings

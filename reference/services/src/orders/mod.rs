@@ -3,6 +3,7 @@
 pub mod clients;
 pub mod place;
 mod store;
+pub mod sweeper;
 
 use crate::deadline::Deadline;
 use crate::error::ApiError;

@@ -47,12 +47,16 @@ impl OrderStore for PgOrders {
     }
 
     async fn set_status(&self, id: Uuid, status: Status) -> Result<(), ApiError> {
-        sqlx::query("UPDATE orders SET status = $2, updated_at = now() WHERE id = $1")
-            .bind(id)
-            .bind(status.as_str())
-            .execute(&self.0)
-            .await
-            .map_err(db)?;
+        // Only an unfinished order moves: a confirmed or cancelled one never changes again.
+        sqlx::query(
+            "UPDATE orders SET status = $2, updated_at = now()
+             WHERE id = $1 AND status IN ('pending', 'release_pending')",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .execute(&self.0)
+        .await
+        .map_err(db)?;
         Ok(())
     }
 }

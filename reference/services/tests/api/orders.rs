@@ -126,3 +126,21 @@ async fn orders_200_concurrent_orders_never_oversell() {
     assert_eq!(sys.orders_by_status("confirmed").await, 50);
 }
 // ANCHOR_END: no_oversell
+
+// ANCHOR: sweeper_test
+#[tokio::test]
+async fn orders_a_release_that_fails_is_finished_by_the_sweeper() {
+    let sys = spawn_system_with(|s| s.orders.sweep_interval_ms = 100).await;
+    let (user, plenty, scarce) = (sys.user().await, sys.product(100, 10).await, sys.product(100, 1).await);
+    sys.products_proxy.set_for(Method::POST, "/products/release", Mode::Fail);
+    let (status, _) = sys.order(&user, &[(&plenty, 4), (&scarce, 2)]).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!((sys.stock(&plenty).await, sys.orders_by_status("release_pending").await), (6, 1));
+    sys.products_proxy.set(Mode::Pass);
+    cruncan_testkit::wait_until(Duration::from_secs(10), "the sweeper to release", || async {
+        sys.orders_by_status("cancelled").await == 1
+    })
+    .await;
+    assert_eq!((sys.stock(&plenty).await, sys.reserved(&plenty).await, sys.stock(&scarce).await), (10, 0, 1));
+}
+// ANCHOR_END: sweeper_test
