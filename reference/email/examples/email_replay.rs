@@ -1,6 +1,7 @@
 //! `cargo run --example email_replay -- --from-start | --last | --from-seq N | --since 30s |
-//! --at 2026-11-24T10:00:00Z`: prints the `email.send` history of the EMAILS stream, one JSON
-//! line per event, from the chosen start position (the ones NATS Streaming offered).
+//! --at 2026-11-24T10:00:00Z [--dead-letters]`: prints the `email.send` history of the EMAILS
+//! stream (or its dead letters, with their reasons), one JSON line per event, from the chosen start
+//! position (the ones NATS Streaming offered).
 
 use clap::Parser;
 use email::replay::{StartAt, parse_age, replay};
@@ -33,6 +34,9 @@ struct Args {
     /// Stream name
     #[arg(long, default_value = "EMAILS")]
     stream: String,
+    /// Replay email.send.dlq instead of email.send
+    #[arg(long)]
+    dead_letters: bool,
 }
 
 #[tokio::main]
@@ -52,7 +56,9 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("give a start position");
     };
     let js = async_nats::jetstream::new(async_nats::connect(&args.nats_url).await?);
-    for event in replay(&js, &args.stream, "", &start, args.limit).await? {
+    let subject =
+        if args.dead_letters { email::jetstream::DLQ_SUBJECT } else { email::jetstream::SEND_SUBJECT };
+    for event in replay(&js, &args.stream, subject, &start, args.limit).await? {
         println!("{}", serde_json::to_string(&event)?);
     }
     Ok(())

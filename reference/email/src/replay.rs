@@ -8,7 +8,7 @@ use futures::StreamExt as _;
 use serde::Serialize;
 use std::time::Duration;
 
-use crate::jetstream::{SEND_SUBJECT, SendEmail};
+use crate::jetstream::{DLQ_REASON, SendEmail};
 
 // ANCHOR: start_at
 /// Where a replay starts.
@@ -59,15 +59,19 @@ pub struct Replayed {
     pub published: DateTime<Utc>,
     /// The event, or `None` when the payload is not one.
     pub event: Option<SendEmail>,
+    /// On the dead-letter subject: why it is there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dlq_reason: Option<String>,
 }
 
 // ANCHOR: replay
-/// Reads the `email.send` history of `stream` from `start` up to the message that was newest
-/// when the replay began (at most `limit`), without touching the workers' durable consumer.
+/// Reads the history of `subject` (`email.send`, or `email.send.dlq`) in `stream` from `start`
+/// up to the message that was newest when the replay began (at most `limit`), without touching
+/// the workers' durable consumer.
 pub async fn replay(
     js: &jetstream::Context,
     stream: &str,
-    subject_prefix: &str,
+    subject: &str,
     start: &StartAt,
     limit: usize,
 ) -> anyhow::Result<Vec<Replayed>> {
@@ -75,7 +79,7 @@ pub async fn replay(
     let last = stream.info().await?.state.last_sequence;
     let consumer = stream
         .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            filter_subject: format!("{subject_prefix}{SEND_SUBJECT}"),
+            filter_subject: subject.to_owned(),
             deliver_policy: start.policy(),
             ..Default::default()
         })
@@ -83,14 +87,15 @@ pub async fn replay(
     let mut messages = consumer.messages().await?;
     let mut out = Vec::new();
     while out.len() < limit {
-        // Nothing more within a second: the rest of the stream holds no email.send.
+        // Nothing more within a second: the rest of the stream holds none of `subject`.
         let Ok(Some(next)) = tokio::time::timeout(Duration::from_secs(1), messages.next()).await else {
             break;
         };
         let msg = next?;
         let info = msg.info().map_err(|e| anyhow::anyhow!("message info: {e}"))?;
         let (seq, published) = (info.stream_sequence, info.published);
-        out.push(Replayed { seq, published, event: serde_json::from_slice(&msg.payload).ok() });
+        let dlq_reason = msg.headers.as_ref().and_then(|h| h.get(DLQ_REASON)).map(|v| v.as_str().to_owned());
+        out.push(Replayed { seq, published, event: serde_json::from_slice(&msg.payload).ok(), dlq_reason });
         if seq >= last {
             break;
         }

@@ -156,6 +156,13 @@ async fn a_permanent_smtp_error_dead_letters_at_once_with_the_reason() {
     let reason = headers.get("Email-Dlq-Reason").unwrap().as_str();
     assert!(reason.contains("550") || reason.contains("mailbox unavailable"), "{reason}");
     assert_eq!(app.get_json(&id).await["status"], "failed");
+    // What `email_replay --dead-letters` prints.
+    let dlq = app.settings.nats.subject(email::jetstream::DLQ_SUBJECT);
+    let start = email::replay::StartAt::FromStart;
+    let replayed = email::replay::replay(&app.js, &app.settings.nats.stream, &dlq, &start, 10).await.unwrap();
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(replayed[0].event.as_ref().unwrap().email_id.to_string(), id);
+    assert!(replayed[0].dlq_reason.as_deref().unwrap().contains("550"));
     app.stop().await;
 }
 

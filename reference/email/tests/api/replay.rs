@@ -16,9 +16,10 @@ async fn replay_reads_the_history_from_each_start_position() {
         assert!(tokio::time::Instant::now() < deadline, "relay did not publish");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (stream, prefix) = (&app.settings.nats.stream, &app.settings.nats.subject_prefix);
+    let stream = &app.settings.nats.stream;
+    let subject = &app.settings.nats.subject(email::jetstream::SEND_SUBJECT);
     let js = &app.js;
-    let run = |start: StartAt| async move { replay(js, stream, prefix, &start, 100).await.unwrap() };
+    let run = |start: StartAt| async move { replay(js, stream, subject, &start, 100).await.unwrap() };
     let ids_of = |events: &[email::replay::Replayed]| -> Vec<String> {
         events.iter().map(|e| e.event.as_ref().unwrap().email_id.to_string()).collect()
     };
