@@ -11,6 +11,7 @@
 //! - [`http`] and [`app`]: `POST /orders`, `GET /sagas/{id}`, `GET /orders/{id}`.
 
 pub mod app;
+pub mod choreography;
 pub mod config;
 pub mod domain;
 pub mod http;

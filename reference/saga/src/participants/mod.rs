@@ -13,7 +13,7 @@
 
 pub mod http;
 mod inventory;
-mod ledger;
+pub mod ledger;
 mod orders;
 mod payments;
 mod shipping;
@@ -22,7 +22,7 @@ pub use inventory::Inventory;
 pub use ledger::{LocalStep, Outcome};
 pub use orders::Orders;
 pub use payments::{PAYMENT_LIMIT, Payments};
-pub use shipping::Shipping;
+pub use shipping::{SHIPMENT_UNIT_LIMIT, Shipping};
 
 use crate::domain::{IdempotencyKey, OrderSaga, Step};
 use serde::{Deserialize, Serialize};

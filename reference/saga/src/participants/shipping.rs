@@ -5,6 +5,9 @@ use crate::domain::OrderSaga;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+/// The carrier takes at most this many units in one shipment.
+pub const SHIPMENT_UNIT_LIMIT: u64 = 200;
+
 /// Schedules and cancels shipments.
 #[derive(Debug, Clone)]
 pub struct Shipping {
@@ -27,6 +30,12 @@ impl LocalStep for Shipping {
     }
 
     async fn apply(&self, conn: &mut PgConnection, saga: &OrderSaga) -> sqlx::Result<Result<String, String>> {
+        let units: u64 = saga.items.iter().map(|i| u64::from(i.quantity)).sum();
+        if units > SHIPMENT_UNIT_LIMIT {
+            return Ok(Err(format!(
+                "shipment too large: {units} units, carrier limit {SHIPMENT_UNIT_LIMIT}"
+            )));
+        }
         let id = Uuid::new_v4();
         let tracking = format!("TRK{}", &id.simple().to_string()[..12].to_uppercase());
         sqlx::query(

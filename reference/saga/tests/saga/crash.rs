@@ -69,7 +69,7 @@ async fn every_saga_ends_completed_or_compensated_whatever_point_the_orchestrato
     // A new replica takes over once the dead ones' leases run out.
     let resumer = Orchestrator::new(pool.clone(), participants.clone(), fast_config());
     let mut statuses = BTreeMap::new();
-    for _ in 0..20 {
+    for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         for (id, outcome) in resumer.resume(500).await.unwrap() {
             statuses.insert(id, outcome.unwrap());

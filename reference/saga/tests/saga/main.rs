@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod choreography;
 mod crash;
 mod helpers;
 mod orchestration;

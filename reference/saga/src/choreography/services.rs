@@ -1,0 +1,312 @@
+//! The four participants as Kafka consumers: each reacts to the events before its step, in one
+//! transaction that records the event in its inbox, applies (or undoes) its step with the same
+//! idempotency keys as the orchestrated saga, and writes the next event to its outbox.
+
+use super::events::{Envelope, Event};
+use super::outbox::{self, OutboxWaker, Relay};
+use crate::domain::{NewOrder, OrderSaga, Step};
+use crate::participants::{Inventory, LocalStep, Orders, Payments, Shipping, ledger};
+use anyhow::Context as _;
+use cruncan_kafka::{Consumer, ConsumerConfig, Handler, HandlerError, Message, Producer, ProducerConfig};
+use cruncan_shutdown::Shutdown;
+use sqlx::{PgConnection, PgPool};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument as _;
+
+/// Where the choreography's events go.
+#[derive(Debug, Clone)]
+pub struct ChoreographyConfig {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// The topic of every saga event (dead letters go to `<topic>.dlq`).
+    pub topic: String,
+    /// Consumer groups are `<prefix>-orders`, `<prefix>-payments`, ...
+    pub group_prefix: String,
+    /// Partitions of the topic when it is created.
+    pub partitions: i32,
+}
+
+/// One participant's role in the choreography.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Orders,
+    Payments,
+    Inventory,
+    Shipping,
+}
+
+impl Role {
+    const ALL: [Role; 4] = [Role::Orders, Role::Payments, Role::Inventory, Role::Shipping];
+
+    fn schema(self) -> &'static str {
+        match self {
+            Role::Orders => Orders::SCHEMA,
+            Role::Payments => Payments::SCHEMA,
+            Role::Inventory => Inventory::SCHEMA,
+            Role::Shipping => Shipping::SCHEMA,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    // ANCHOR: reacts_to
+    /// The events this participant acts on; it ignores the rest without touching its database.
+    fn reacts_to(self, event: &Event) -> bool {
+        matches!(
+            (self, event),
+            (Role::Payments, Event::OrderCreated { .. } | Event::InventoryFailed { .. })
+                | (Role::Payments, Event::InventoryReleased { .. })
+                | (Role::Inventory, Event::PaymentProcessed { .. } | Event::ShipmentFailed { .. })
+                | (Role::Shipping, Event::InventoryReserved { .. })
+                | (Role::Orders, Event::ShipmentScheduled { .. } | Event::PaymentFailed { .. })
+                | (Role::Orders, Event::PaymentRefunded { .. })
+        )
+    }
+    // ANCHOR_END: reacts_to
+}
+
+/// The local participants, on one pool.
+#[derive(Debug)]
+struct Locals {
+    orders: Orders,
+    payments: Payments,
+    inventory: Inventory,
+    shipping: Shipping,
+}
+
+/// Applies `step` of `saga` once (by its idempotency key) and picks the event that follows.
+async fn forward<S: LocalStep>(
+    local: &S,
+    conn: &mut PgConnection,
+    saga: &OrderSaga,
+    step: Step,
+    ok: fn(OrderSaga) -> Event,
+    failed: fn(OrderSaga, String) -> Event,
+) -> sqlx::Result<Event> {
+    let outcome = ledger::execute_once(local, conn, &saga.key(step), saga).await?;
+    Ok(match outcome.result {
+        Ok(_) => ok(saga.clone()),
+        Err(reason) => failed(saga.clone(), reason),
+    })
+}
+
+/// Undoes `step` of `saga` once and passes the reason on.
+async fn backward<S: LocalStep>(
+    local: &S,
+    conn: &mut PgConnection,
+    saga: &OrderSaga,
+    step: Step,
+    reason: &str,
+    next: fn(OrderSaga, String) -> Event,
+) -> sqlx::Result<Event> {
+    ledger::compensate_once(local, conn, &saga.key(step), saga).await?;
+    Ok(next(saga.clone(), reason.to_owned()))
+}
+
+/// One participant as a consumer.
+struct Reactor {
+    role: Role,
+    pool: PgPool,
+    topic: String,
+    waker: OutboxWaker,
+    locals: Arc<Locals>,
+}
+
+impl Reactor {
+    // ANCHOR: react
+    /// The participant's step for `event`, and the event it publishes next.
+    async fn step(&self, conn: &mut PgConnection, event: &Event) -> sqlx::Result<Option<Event>> {
+        use Event as E;
+        let l = &self.locals;
+        let next = match event {
+            E::OrderCreated { saga } => {
+                let (ok, failed) =
+                    (|saga| E::PaymentProcessed { saga }, |saga, reason| E::PaymentFailed { saga, reason });
+                forward(&l.payments, conn, saga, Step::ProcessPayment, ok, failed).await?
+            }
+            E::PaymentProcessed { saga } => {
+                let (ok, failed) = (
+                    |saga| E::InventoryReserved { saga },
+                    |saga, reason| E::InventoryFailed { saga, reason },
+                );
+                forward(&l.inventory, conn, saga, Step::ReserveInventory, ok, failed).await?
+            }
+            E::InventoryReserved { saga } => {
+                let (ok, failed) =
+                    (|saga| E::ShipmentScheduled { saga }, |saga, reason| E::ShipmentFailed { saga, reason });
+                forward(&l.shipping, conn, saga, Step::ScheduleShipment, ok, failed).await?
+            }
+            E::ShipmentScheduled { saga } => {
+                sqlx::query("UPDATE orders.orders SET status = 'confirmed', updated_at = now() WHERE id = $1 AND status = 'created'")
+                    .bind(saga.order_id)
+                    .execute(&mut *conn)
+                    .await?;
+                E::OrderConfirmed { saga: saga.clone() }
+            }
+            // The failure path: each participant undoes its own step and passes the reason back.
+            E::ShipmentFailed { saga, reason } => {
+                let next = |saga, reason| E::InventoryReleased { saga, reason };
+                backward(&l.inventory, conn, saga, Step::ReserveInventory, reason, next).await?
+            }
+            E::InventoryFailed { saga, reason } | E::InventoryReleased { saga, reason } => {
+                let next = |saga, reason| E::PaymentRefunded { saga, reason };
+                backward(&l.payments, conn, saga, Step::ProcessPayment, reason, next).await?
+            }
+            E::PaymentFailed { saga, reason } | E::PaymentRefunded { saga, reason } => {
+                let next = |saga, reason| E::OrderCancelled { saga, reason };
+                backward(&l.orders, conn, saga, Step::CreateOrder, reason, next).await?
+            }
+            E::OrderConfirmed { .. } | E::OrderCancelled { .. } => return Ok(None),
+        };
+        Ok(Some(next))
+    }
+    // ANCHOR_END: react
+
+    // ANCHOR: handle
+    /// Inbox, step and outbox in one transaction: a redelivered event finds its id in the inbox
+    /// and changes nothing; a crash before the commit leaves no trace, and the redelivery runs it.
+    async fn react(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        let schema = self.role.schema();
+        let mut tx = self.pool.begin().await.context("starting transaction")?;
+        let seen: i32 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {schema}.inbox (event_id, event_type) VALUES ($1, $2)
+             ON CONFLICT (event_id) DO UPDATE SET duplicates = {schema}.inbox.duplicates + 1
+             RETURNING duplicates"
+        )))
+        .bind(envelope.event_id)
+        .bind(envelope.event.name())
+        .fetch_one(&mut *tx)
+        .await
+        .context("recording the event in the inbox")?;
+        if seen > 0 {
+            tracing::info!(event = envelope.event.name(), event_id = %envelope.event_id, "duplicate event ignored");
+            tx.commit().await?;
+            return Ok(());
+        }
+        let next = self.step(&mut tx, &envelope.event).await.context("applying the step")?;
+        if let Some(next) = next {
+            let out = Envelope {
+                event_id: uuid::Uuid::new_v4(),
+                correlation_id: envelope.correlation_id,
+                event: next,
+            };
+            outbox::enqueue(&mut tx, schema, &self.topic, &out).await?;
+        }
+        tx.commit().await.context("committing")?;
+        self.waker.wake();
+        Ok(())
+    }
+    // ANCHOR_END: handle
+}
+
+impl Handler for Reactor {
+    async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
+        let payload = msg.payload.as_deref().unwrap_or_default();
+        let envelope: Envelope = serde_json::from_slice(payload)
+            .map_err(|e| HandlerError::permanent(anyhow::Error::new(e).context("not a saga event")))?;
+        if !self.role.reacts_to(&envelope.event) {
+            return Ok(());
+        }
+        let span = tracing::info_span!(
+            "react",
+            otel.name = format!("{:?} on {}", self.role, envelope.event.name()),
+            correlation_id = %envelope.correlation_id,
+        );
+        self.react(&envelope).instrument(span).await.map_err(HandlerError::retryable)
+    }
+}
+
+/// The choreographed saga: the order service's entry point and the four participants.
+#[derive(Debug)]
+pub struct Choreography {
+    pool: PgPool,
+    cfg: ChoreographyConfig,
+    producer: Producer,
+    locals: Arc<Locals>,
+    wakers: [OutboxWaker; 4],
+}
+
+impl Choreography {
+    /// The choreography over `pool` (migrated with [`crate::MIGRATOR`]).
+    pub fn new(pool: PgPool, cfg: ChoreographyConfig) -> anyhow::Result<Self> {
+        let producer = Producer::new(&ProducerConfig::new(cfg.brokers.clone(), "saga-choreography"))?;
+        let locals = Arc::new(Locals {
+            orders: Orders::new(pool.clone()),
+            payments: Payments::new(pool.clone()),
+            inventory: Inventory::new(pool.clone()),
+            shipping: Shipping::new(pool.clone()),
+        });
+        Ok(Self { pool, cfg, producer, locals, wakers: Default::default() })
+    }
+
+    // ANCHOR: place_order
+    /// The order service: creates the order and writes `OrderCreated` to its outbox, in one
+    /// transaction. What happens next is up to the other participants.
+    pub async fn place_order(&self, order: NewOrder) -> anyhow::Result<OrderSaga> {
+        let saga = OrderSaga::new(order);
+        let span =
+            tracing::info_span!("place order", otel.name = "place order", correlation_id = %saga.saga_id);
+        async {
+            let mut tx = self.pool.begin().await?;
+            let created =
+                ledger::execute_once(&self.locals.orders, &mut tx, &saga.key(Step::CreateOrder), &saga)
+                    .await?;
+            anyhow::ensure!(created.result.is_ok(), "order refused: {:?}", created.result);
+            let envelope = Envelope::new(Event::OrderCreated { saga: saga.clone() });
+            outbox::enqueue(&mut tx, Orders::SCHEMA, &self.cfg.topic, &envelope).await?;
+            tx.commit().await?;
+            self.wakers[Role::Orders.index()].wake();
+            Ok(())
+        }
+        .instrument(span)
+        .await?;
+        Ok(saga)
+    }
+    // ANCHOR_END: place_order
+
+    /// Runs the four consumers and the four outbox relays until `shutdown`.
+    pub async fn run(&self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let cfg = &self.cfg;
+        cruncan_kafka::ensure_topic(&cfg.brokers, &cfg.topic, cfg.partitions, 1).await?;
+        cruncan_kafka::ensure_topic(&cfg.brokers, &format!("{}.dlq", cfg.topic), 1, 1).await?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for role in Role::ALL {
+            let waker = self.wakers[role.index()].clone();
+            let relay = Relay::new(self.pool.clone(), self.producer.clone(), role.schema(), waker.clone());
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                relay.run(stop).await;
+                Ok(())
+            });
+            let consumer_cfg = ConsumerConfig {
+                concurrency: 8,
+                max_attempts: 5,
+                backoff_initial: Duration::from_millis(50),
+                backoff_max: Duration::from_secs(1),
+                drain_timeout: Duration::from_secs(5),
+                ..ConsumerConfig::new(
+                    cfg.brokers.clone(),
+                    format!("{}-{}", cfg.group_prefix, role.schema()),
+                    vec![cfg.topic.clone()],
+                )
+            };
+            let consumer = Consumer::new(consumer_cfg, self.producer.clone())?;
+            let reactor = Reactor {
+                role,
+                pool: self.pool.clone(),
+                topic: cfg.topic.clone(),
+                waker,
+                locals: Arc::clone(&self.locals),
+            };
+            let stop = shutdown.clone();
+            tasks.spawn(async move { consumer.run(Arc::new(reactor), stop).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.context("choreography task panicked")??;
+        }
+        Ok(())
+    }
+}

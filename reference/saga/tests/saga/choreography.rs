@@ -1,0 +1,193 @@
+//! The choreographed saga over real Kafka: its own topic and consumer groups per test.
+
+use crate::helpers::*;
+use cruncan_shutdown::Shutdown;
+use saga::choreography::{Choreography, ChoreographyConfig};
+use saga::domain::OrderSaga;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const SCHEMAS: [&str; 4] = ["orders", "payments", "inventory", "shipping"];
+
+struct Running {
+    choreography: std::sync::Arc<Choreography>,
+    topic: String,
+    stop: Shutdown,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.trigger();
+    }
+}
+
+async fn start(pool: &sqlx::PgPool) -> Running {
+    let topic = cruncan_testkit::unique_name("saga-events");
+    let cfg = ChoreographyConfig {
+        brokers: cruncan_testkit::brokers(),
+        topic: topic.clone(),
+        group_prefix: cruncan_testkit::unique_name("saga"),
+        partitions: 2,
+    };
+    let choreography = std::sync::Arc::new(Choreography::new(pool.clone(), cfg).unwrap());
+    let stop = Shutdown::new();
+    let run = std::sync::Arc::clone(&choreography);
+    let run_stop = stop.clone();
+    tokio::spawn(async move { run.run(run_stop).await.unwrap() });
+    Running { choreography, topic, stop }
+}
+
+/// Waits until each order is confirmed or cancelled.
+async fn settled(pool: &sqlx::PgPool, sagas: &[&OrderSaga]) {
+    let ids: Vec<uuid::Uuid> = sagas.iter().map(|s| s.order_id).collect();
+    cruncan_testkit::wait_until(Duration::from_secs(60), "every order confirmed or cancelled", || async {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM unnest($1::uuid[]) id
+             LEFT JOIN orders.orders o USING (id) WHERE o.status IS DISTINCT FROM 'confirmed'
+               AND o.status IS DISTINCT FROM 'cancelled'",
+        )
+        .bind(&ids)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        open == 0
+    })
+    .await;
+}
+
+/// The events of one saga, in the order they were written, and the trace ids they carried.
+async fn events_of(pool: &sqlx::PgPool, saga: &OrderSaga) -> (Vec<String>, BTreeSet<String>) {
+    let history = saga::choreography::outbox::history(pool, saga.saga_id).await.unwrap();
+    let traces =
+        history.iter().filter_map(|e| Some(e.traceparent.as_ref()?.split('-').nth(1)?.to_owned())).collect();
+    (history.into_iter().map(|e| e.event_type).collect(), traces)
+}
+
+#[tokio::test]
+async fn the_choreographed_saga_completes_or_compensates_through_events_in_one_trace() {
+    let _telemetry = cruncan_testkit::global_telemetry("saga-test");
+    let pool = test_db().await;
+    let running = start(&pool).await;
+    let c = &running.choreography;
+    let happy = c.place_order(order("u", &[("product_1", 2, 10.0)])).await.unwrap();
+    let no_money = c.place_order(order("u", &[("product_1", 2, 10_000.0)])).await.unwrap();
+    let no_stock = c.place_order(order("u", &[("product_2", 51, 1.0)])).await.unwrap();
+    // 201 units: reserved, then refused by the carrier, then released.
+    let too_big = c.place_order(order("u", &[("product_3", 200, 1.0), ("product_1", 1, 1.0)])).await.unwrap();
+    settled(&pool, &[&happy, &no_money, &no_stock, &too_big]).await;
+
+    let chain = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    let (events, traces) = events_of(&pool, &happy).await;
+    assert_eq!(
+        events,
+        chain(&[
+            "OrderCreated",
+            "PaymentProcessed",
+            "InventoryReserved",
+            "ShipmentScheduled",
+            "OrderConfirmed"
+        ])
+    );
+    assert_eq!(traces.len(), 1, "one trace across the four services: {traces:?}");
+    assert_eq!(
+        events_of(&pool, &no_money).await.0,
+        chain(&["OrderCreated", "PaymentFailed", "OrderCancelled"])
+    );
+    assert_eq!(
+        events_of(&pool, &no_stock).await.0,
+        chain(&["OrderCreated", "PaymentProcessed", "InventoryFailed", "PaymentRefunded", "OrderCancelled"])
+    );
+    let (events, traces) = events_of(&pool, &too_big).await;
+    assert_eq!(
+        events,
+        chain(&[
+            "OrderCreated",
+            "PaymentProcessed",
+            "InventoryReserved",
+            "ShipmentFailed",
+            "InventoryReleased",
+            "PaymentRefunded",
+            "OrderCancelled"
+        ])
+    );
+    assert_eq!(traces.len(), 1, "{traces:?}");
+
+    assert_eq!(order_status(&pool, happy.order_id).await.as_deref(), Some("confirmed"));
+    assert_eq!(statuses(&pool, "payments.payments", happy.order_id).await, ["captured"]);
+    assert_eq!(statuses(&pool, "payments.payments", no_money.order_id).await, Vec::<String>::new());
+    assert_eq!(statuses(&pool, "payments.payments", no_stock.order_id).await, ["refunded"]);
+    assert_eq!(statuses(&pool, "payments.payments", too_big.order_id).await, ["refunded"]);
+    assert_eq!(statuses(&pool, "inventory.reservations", too_big.order_id).await, ["released", "released"]);
+    assert_eq!(statuses(&pool, "shipping.shipments", happy.order_id).await, ["scheduled"]);
+    for (product, left) in [("product_1", 98), ("product_2", 50), ("product_3", 200)] {
+        assert_eq!(stock(&pool, product).await, left, "{product}");
+    }
+}
+
+/// Every row a participant owns, as text, sorted.
+async fn snapshot(pool: &sqlx::PgPool) -> Vec<String> {
+    let mut all = Vec::new();
+    for q in [
+        "SELECT id::text || status FROM orders.orders",
+        "SELECT order_id::text || status || amount FROM payments.payments",
+        "SELECT order_id::text || product_id || quantity || status FROM inventory.reservations",
+        "SELECT order_id::text || status FROM shipping.shipments",
+        "SELECT product_id || available FROM inventory.stock",
+        "SELECT 'events ' || (SELECT count(*) FROM orders.outbox) + (SELECT count(*) FROM payments.outbox)
+                 + (SELECT count(*) FROM inventory.outbox) + (SELECT count(*) FROM shipping.outbox)",
+    ] {
+        let mut rows: Vec<String> = sqlx::query_scalar(q).fetch_all(pool).await.unwrap();
+        rows.sort();
+        all.extend(rows);
+    }
+    all
+}
+
+#[tokio::test]
+async fn every_event_delivered_twice_changes_nothing_and_a_poison_event_is_dead_lettered() {
+    let pool = test_db().await;
+    let running = start(&pool).await;
+    let c = &running.choreography;
+    let happy = c.place_order(order("u", &[("product_1", 3, 10.0)])).await.unwrap();
+    let too_big = c.place_order(order("u", &[("product_3", 201, 1.0)])).await.unwrap();
+    settled(&pool, &[&happy, &too_big]).await;
+    let before = snapshot(&pool).await;
+
+    // Publish every event ever written once more, as a relay that died before its commit would.
+    for schema in SCHEMAS {
+        sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {schema}.outbox SET sent_at = NULL")))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let inbox = SCHEMAS.map(|s| format!("SELECT duplicates FROM {s}.inbox")).join(" UNION ALL ");
+    cruncan_testkit::wait_until(Duration::from_secs(30), "every handled event seen again", || async {
+        let (handled, duplicates): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*), coalesce(sum(least(duplicates, 1)), 0)::bigint FROM ({inbox}) i"
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        handled > 0 && handled == duplicates
+    })
+    .await;
+    assert_eq!(snapshot(&pool).await, before, "duplicates changed nothing and emitted nothing");
+
+    // A record that is not a saga event goes to the dead-letter topic, not round and round.
+    let producer = cruncan_kafka::Producer::new(&cruncan_kafka::ProducerConfig::new(
+        cruncan_testkit::brokers(),
+        "saga-test",
+    ))
+    .unwrap();
+    producer.send(&running.topic, b"poison", b"{not json", &[]).await.unwrap();
+    let dead = cruncan_testkit::read_topic(
+        &format!("{}.dlq", running.topic),
+        1,
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+    )
+    .await;
+    assert_eq!(dead[0].key, "poison");
+    assert_eq!(dead[0].header("dlq.reason"), Some("permanent"));
+    assert_eq!(snapshot(&pool).await, before);
+}
