@@ -29,6 +29,24 @@ async fn one_trace_runs_from_the_create_through_nats_to_the_smtp_send() {
     let process = trace.iter().find(|s| s.name == "email.send process").expect("consumer span in the trace");
     assert_eq!(process.kind, 5, "a consumer span");
     assert_eq!(smtp.parent_span_id, process.span_id, "the send is a child of the processing");
+
+    let metrics = telemetry
+        .receiver
+        .wait_for_metrics(
+            Duration::from_secs(15),
+            &[
+                "email.created",
+                "email.sent",
+                "email.send.duration",
+                "email.worker.in_flight",
+                "email.consumer.pending",
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(metrics["email.send.duration"].kind, "histogram");
+    assert_eq!(metrics["email.send.duration"].unit, "s");
+    assert_eq!(metrics["email.created"].kind, "counter");
     app.stop().await;
 }
 

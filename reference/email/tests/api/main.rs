@@ -10,6 +10,7 @@ mod create;
 mod failures;
 mod grpc;
 mod lifecycle;
+mod outbox;
 mod replay;
 mod search;
 mod validation;
