@@ -26,8 +26,12 @@ pub struct App {
     listener: tokio::net::TcpListener,
     router: Router,
     pool: Option<PgPool>,
-    sweeper: Option<Sweeper>,
+    background: Vec<Background>,
 }
+
+/// A task that runs beside the server until shutdown (the order sweeper, the rate limiter's
+/// pruning).
+type Background = Box<dyn FnOnce(Shutdown) -> tokio::task::JoinHandle<()> + Send>;
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,7 +50,17 @@ impl App {
         router: Router,
         pool: Option<PgPool>,
     ) -> Self {
-        Self { name, listener, router, pool, sweeper: None }
+        Self { name, listener, router, pool, background: Vec::new() }
+    }
+
+    /// Adds a task that runs beside the server and stops with it.
+    pub fn with_background<F, Fut>(mut self, task: F) -> Self
+    where
+        F: FnOnce(Shutdown) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.background.push(Box::new(move |shutdown| tokio::spawn(task(shutdown))));
+        self
     }
 
     /// The bound address.
@@ -62,10 +76,10 @@ impl App {
     /// Serves until `shutdown`, then drains in-flight requests.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         tracing::info!(service = self.name, addr = %self.local_addr()?, "listening");
-        let sweeper = self.sweeper.map(|s| tokio::spawn(s.run(shutdown.clone())));
+        let background: Vec<_> = self.background.into_iter().map(|task| task(shutdown.clone())).collect();
         cruncan_http::serve(self.listener, self.router, shutdown).await?;
-        if let Some(sweeper) = sweeper {
-            sweeper.await?;
+        for task in background {
+            task.await?;
         }
         if let Some(pool) = self.pool {
             pool.close().await;
@@ -167,7 +181,7 @@ pub async fn build_orders(s: &OrdersSettings) -> anyhow::Result<(App, OrdersDeps
     let router = service("orders", routes, crate::orders::ApiDoc::openapi(), &s.service, &pool);
     let router = crate::shed::with_load_shedding(router, s.max_in_flight);
     let listener = bind(&s.service.host, s.service.port).await?;
-    let app = App { sweeper: Some(sweeper), ..App::new("orders", listener, router, Some(pool)) };
+    let app = App::new("orders", listener, router, Some(pool)).with_background(|stop| sweeper.run(stop));
     Ok((app, OrdersDeps { users, products }))
 }
 // ANCHOR_END: build_orders

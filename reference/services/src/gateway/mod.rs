@@ -49,7 +49,7 @@ fn cors(origins: &[String]) -> CorsLayer {
 // ANCHOR: gateway_router
 /// The gateway's router. Outermost first: request id, telemetry, CORS, load shedding, timeout,
 /// then (API routes only) JWT and the per-client rate limit.
-pub fn router(s: &GatewaySettings, client: reqwest::Client) -> Router {
+pub fn router(s: &GatewaySettings, client: reqwest::Client, limiter: Arc<ratelimit::Limiter>) -> Router {
     let upstreams = Arc::new(Upstreams {
         client: client.clone(),
         users: s.users_url.clone(),
@@ -65,10 +65,7 @@ pub fn router(s: &GatewaySettings, client: reqwest::Client) -> Router {
     }
     let api = api
         .with_state(upstreams)
-        .layer(axum::middleware::from_fn_with_state(
-            ratelimit::limiter(s.rate_per_second, s.rate_burst),
-            ratelimit::limit,
-        ))
+        .layer(axum::middleware::from_fn_with_state(limiter, ratelimit::limit))
         .layer(axum::middleware::from_fn_with_state(auth(s, client), jwt::require));
     let ready: ReadinessCheck = Arc::new(|| Box::pin(async { Ok(()) }));
     let router = api
@@ -91,5 +88,8 @@ pub fn router(s: &GatewaySettings, client: reqwest::Client) -> Router {
 /// The gateway, bound.
 pub async fn build_gateway(s: &GatewaySettings) -> anyhow::Result<App> {
     let client = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build()?;
-    Ok(App::new("gateway", bind(&s.host, s.port).await?, router(s, client), None))
+    let limiter = ratelimit::limiter(s.rate_per_second, s.rate_burst);
+    let router = router(s, client, limiter.clone());
+    let app = App::new("gateway", bind(&s.host, s.port).await?, router, None);
+    Ok(app.with_background(|stop| ratelimit::prune(limiter, stop)))
 }

@@ -39,3 +39,16 @@ pub async fn limit(State(limiter): State<Arc<Limiter>>, req: Request, next: Next
     }
 }
 // ANCHOR_END: rate_limit
+
+/// Forgets clients whose limit has fully recovered, once a minute, so the keyed state does not
+/// grow with every client ever seen.
+pub async fn prune(limiter: Arc<Limiter>, shutdown: cruncan_shutdown::Shutdown) {
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+        }
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
+    }
+}

@@ -178,3 +178,16 @@ async fn resilience_cached_prices_answer_within_the_staleness_bound() {
     assert_eq!(sys.stock(&p).await, 48);
     let _ = json_of;
 }
+
+#[tokio::test]
+async fn resilience_breaker_state_and_dependency_calls_are_exported_as_metrics() {
+    let t = cruncan_testkit::global_telemetry("services");
+    let sys = spawn_system().await;
+    let (user, p) = (sys.user().await, sys.product(100, 5).await);
+    assert_eq!(sys.order(&user, &[(&p, 1)]).await.0, StatusCode::CREATED);
+    tokio::task::spawn_blocking(|| t.guard.force_flush()).await.unwrap();
+    let names = ["services.breaker.state", "services.dependency.calls"];
+    let metrics = t.receiver.wait_for_metrics(Duration::from_secs(15), &names).await.unwrap();
+    assert_eq!(metrics["services.breaker.state"].kind, "gauge");
+    assert_eq!(metrics["services.dependency.calls"].kind, "counter");
+}
