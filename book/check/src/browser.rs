@@ -7,7 +7,8 @@
 //!   left in the text;
 //! - a code block wider than its column (`scrollWidth > clientWidth`: the reader gets a
 //!   scrollbar and a cut line);
-//! - an internal link to a page that does not exist, or to an anchor the page does not have.
+//! - an internal link to a page that does not exist, or to an anchor the page does not have;
+//! - mdBook's side navigation arrows lying over the text column.
 //!
 //! The book is served from its output folder on a loopback port chosen by the OS; external links
 //! are not followed (the check needs no network).
@@ -125,6 +126,14 @@ function collect() {
   // Built from parts, so that this listing, shown in the book, is not a directive itself.
   const directive = new RegExp('\\{\\{#' + 'include\\s+[^}]+\\}\\}');
   if (directive.test(main.textContent)) problems.push('an include directive was left in the text');
+  const column = main.getBoundingClientRect();
+  for (const arrow of document.querySelectorAll('.nav-wide-wrapper .nav-chapters')) {
+    const r = arrow.getBoundingClientRect();
+    if (r.width > 0 && r.height > 0 && r.right > column.left && r.left < column.right) {
+      problems.push('a side navigation arrow covers the text column');
+      break;
+    }
+  }
   const links = [...main.querySelectorAll('a[href]')].map(a => a.href);
   const ids = [...document.querySelectorAll('[id]')].map(e => e.id);
   done({ problems, links, ids, code_blocks: blocks.length, diagrams: diagrams.length,
