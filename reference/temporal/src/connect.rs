@@ -30,18 +30,19 @@ impl TemporalSettings {
 }
 
 // ANCHOR: connect
-/// Connects to the server (plain gRPC on loopback; a real cluster would add TLS or an API key
-/// to [`ConnectionOptions`]).
+/// Connects to the server (plain gRPC on loopback; a real cluster would add TLS or an
+/// API key to [`ConnectionOptions`]).
 pub async fn connect(settings: &TemporalSettings) -> anyhow::Result<Client> {
-    let url = Url::parse(&format!("http://{}", settings.address))
-        .with_context(|| format!("TEMPORAL_ADDRESS {:?} is not host:port", settings.address))?;
+    let address = &settings.address;
+    let url = Url::parse(&format!("http://{address}"))
+        .with_context(|| format!("TEMPORAL_ADDRESS {address:?} is not host:port"))?;
     let options = ConnectionOptions::new(url)
         .identity(settings.identity.clone())
         .connect_timeout(Duration::from_secs(5))
         .build();
     let connection = Connection::connect(options)
         .await
-        .with_context(|| format!("connecting to Temporal at {} (make up-temporal)", settings.address))?;
+        .with_context(|| format!("connecting to Temporal at {address} (make up-temporal)"))?;
     Ok(Client::new(connection, ClientOptions::new(settings.namespace.clone()).build())?)
 }
 // ANCHOR_END: connect

@@ -16,11 +16,13 @@ pub struct ActivityRun {
 }
 
 // ANCHOR: activity_runs
-/// The finished activities of workflow `workflow_id`, in history order. Only the last attempt
-/// of a retried activity has a "started" event, and it carries the attempt number.
+/// The finished activities of workflow `workflow_id`, in history order. Only the last
+/// attempt of a retried activity has a "started" event, and it carries the attempt
+/// number.
 pub async fn activity_runs(client: &Client, workflow_id: &str) -> anyhow::Result<Vec<ActivityRun>> {
     let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id);
-    let events = handle.fetch_history(WorkflowFetchHistoryOptions::default()).into_events().await?;
+    let history = handle.fetch_history(WorkflowFetchHistoryOptions::default());
+    let events = history.into_events().await?;
     let mut scheduled = std::collections::HashMap::new();
     let mut runs = Vec::new();
     for event in events {

@@ -20,8 +20,8 @@ pub fn quick_step() -> ActivityOptions {
 }
 
 // ANCHOR: charging
-/// Charging a card: a processor timeout is retried (200ms, 400ms, 800ms, ...) up to 5 attempts;
-/// a decline is non-retryable and ends the retries at once.
+/// Charging a card: a processor timeout is retried (200ms, 400ms, 800ms, ...) up to 5
+/// attempts; a decline is non-retryable and ends the retries at once.
 pub fn charging() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
         .retry_policy(
@@ -36,22 +36,27 @@ pub fn charging() -> ActivityOptions {
 // ANCHOR_END: charging
 
 // ANCHOR: brewing
-/// Brewing takes a while, so the worker heartbeats: a worker that stops heartbeating for 2s
-/// is taken for dead and the attempt is retried elsewhere, long before the 60s start-to-close
-/// timeout. After 5 failed attempts the order is refunded.
+/// Brewing takes a while, so the worker heartbeats: a worker that stops heartbeating
+/// for 2s is taken for dead and the attempt is retried elsewhere, long before the 60s
+/// start-to-close timeout. After 5 failed attempts the order is refunded.
 pub fn brewing() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
         .heartbeat_timeout(Duration::from_secs(2))
         .retry_policy(
-            RetryPolicy::builder().initial_interval(Duration::from_millis(200)).maximum_attempts(5).build(),
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_millis(200))
+                .backoff_coefficient(2.0)
+                .maximum_attempts(5)
+                .build(),
         )
         .build()
 }
 // ANCHOR_END: brewing
 
 // ANCHOR: saga_step
-/// A saga step: an answer within 3s, retried with the same idempotency key up to 4 times; a
-/// refusal is final. After that the saga compensates (the step too: it may have happened).
+/// A saga step: an answer within 3s, retried with the same idempotency key up to 4
+/// times; a refusal is final. After that the saga compensates (the step too: it may
+/// have happened).
 pub fn saga_step() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(3))
         .retry_policy(

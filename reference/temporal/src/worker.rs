@@ -46,8 +46,8 @@ impl WorkerSettings {
 }
 
 // ANCHOR: run_worker
-/// Runs a worker for both workflows and their activities until `shutdown` resolves, then lets
-/// in-flight tasks finish and returns.
+/// Runs a worker for both workflows and their activities until `shutdown` resolves,
+/// then lets in-flight tasks finish and returns.
 pub async fn run_worker(
     client: Client,
     stores: Stores,

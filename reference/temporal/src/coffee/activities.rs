@@ -102,8 +102,9 @@ impl CoffeeActivities {
     }
 
     // ANCHOR: charge_card
-    /// Charges the card. A declined card is a non-retryable failure (typed [`CARD_DECLINED`]);
-    /// an unreachable processor is an ordinary error, which the retry policy retries.
+    /// Charges the card. A declined card is a non-retryable failure (typed
+    /// [`CARD_DECLINED`]); an unreachable processor is an ordinary error, which the
+    /// retry policy retries.
     #[activity]
     pub async fn charge_card(
         self: Arc<Self>,
@@ -111,7 +112,8 @@ impl CoffeeActivities {
         input: Charge,
     ) -> Result<String, ActivityError> {
         let attempt = ctx.info().attempt;
-        let charged = self.shop.charge(&input.key, &input.order_id, &input.card, input.amount_cents, attempt);
+        let Charge { key, order_id, card, amount_cents } = &input;
+        let charged = self.shop.charge(key, order_id, card, *amount_cents, attempt);
         match charged.await {
             Ok(charge_id) => Ok(charge_id),
             Err(ChargeError::Card(e @ CardError::Declined(_))) => Err(ActivityError::application(
@@ -126,15 +128,17 @@ impl CoffeeActivities {
     // ANCHOR_END: charge_card
 
     // ANCHOR: brew_drink
-    /// Brews one drink, heartbeating its progress. If the worker dies mid-brew, the heartbeat
-    /// timeout fires, the server retries on another worker, and that attempt resumes from the last
-    /// reported progress with the cup already taken (the effect is made once).
+    /// Brews one drink, heartbeating its progress. If the worker dies mid-brew, the
+    /// heartbeat timeout fires, the server retries on another worker, and that attempt
+    /// resumes from the last reported progress with the cup already taken (the effect
+    /// is made once).
     #[activity]
     pub async fn brew_drink(self: Arc<Self>, ctx: ActivityContext, input: Brew) -> Result<(), ActivityError> {
         let attempt = ctx.info().attempt;
         let mut done_ms: u64 = ctx.heartbeat_details().deserialize()?.unwrap_or(0);
         let shop = &self.shop;
-        shop.start_brew(&input.key, &input.order_id, input.position, input.drink, attempt).await?;
+        let Brew { key, order_id, position, drink } = &input;
+        shop.start_brew(key, order_id, *position, *drink, attempt).await?;
         let total_ms = u64::try_from(self.brew_time.as_millis()).unwrap_or(u64::MAX);
         while done_ms < total_ms {
             if ctx.is_cancelled() {
@@ -144,7 +148,7 @@ impl CoffeeActivities {
             done_ms += BREW_STEP_MS;
             ctx.record_heartbeat(done_ms).await?;
         }
-        shop.finish_brew(&input.key, attempt).await?;
+        shop.finish_brew(key, attempt).await?;
         Ok(())
     }
     // ANCHOR_END: brew_drink

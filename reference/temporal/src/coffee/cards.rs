@@ -22,8 +22,9 @@ pub const CARD_FLAKY: &str = "tok_flaky";
 pub const FLAKY_FAILURES: u32 = 2;
 
 // ANCHOR: authorize
-/// Asks the processor to approve `amount_cents` on `card`. `attempt` (1-based, from Temporal's
-/// activity info) is what makes `tok_flaky` recover: the processor "comes back" on attempt 3.
+/// Asks the processor to approve `amount_cents` on `card`. `attempt` (1-based, from
+/// Temporal's activity info) is what makes `tok_flaky` recover: the processor "comes
+/// back" on attempt 3.
 pub fn authorize(card: &str, amount_cents: i64, attempt: u32) -> Result<(), CardError> {
     match card {
         CARD_DECLINED => Err(CardError::Declined("insufficient funds".into())),

@@ -9,8 +9,9 @@ use temporalio_client::{
 };
 
 // ANCHOR: place_order
-/// Starts the workflow for `order` with id `order_id` on `task_queue`. Starting the same id again
-/// while it runs is refused by the server: the order id is the deduplication key.
+/// Starts the workflow for `order` with id `order_id` on `task_queue`. Starting the
+/// same id again while it runs is refused by the server: the order id is the
+/// deduplication key.
 pub async fn place_order(
     client: &Client,
     task_queue: &str,

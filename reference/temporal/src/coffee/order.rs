@@ -82,9 +82,10 @@ impl OrderError {
 pub const MAX_DRINKS: usize = 10;
 
 // ANCHOR: order
-/// A valid order: a named customer, one to ten drinks, a card token, and how long the shop keeps
-/// the drinks before it cancels and refunds. Deserialising re-checks all of it (`try_from`), so
-/// an order read back from history is as valid as the one that was started.
+/// A valid order: a named customer, one to ten drinks, a card token, and how long the
+/// shop keeps the drinks before it cancels and refunds. Deserialising re-checks all of
+/// it (`try_from`), so an order read back from history is as valid as the one that was
+/// started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawOrder", into = "RawOrder")]
 pub struct CoffeeOrder {

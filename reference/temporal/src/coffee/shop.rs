@@ -67,8 +67,9 @@ impl CoffeeShop {
     }
 
     // ANCHOR: charge
-    /// Charges the card once per key and returns the charge id. A repeated call finds the charge
-    /// made by an earlier attempt and returns it without asking the processor again.
+    /// Charges the card once per key and returns the charge id. A repeated call finds
+    /// the charge made by an earlier attempt and returns it without asking the
+    /// processor again.
     pub async fn charge(
         &self,
         key: &str,

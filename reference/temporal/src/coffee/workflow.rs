@@ -52,7 +52,8 @@ impl CoffeeOrderWorkflow {
             card: order.card().to_owned(),
             amount_cents: order.total_cents(),
         };
-        let charge_id = match ctx.execute_activity(CoffeeActivities::charge_card, charge, charging()).await {
+        let charged = ctx.execute_activity(CoffeeActivities::charge_card, charge, charging());
+        let charge_id = match charged.await {
             Ok(id) => id,
             Err(e) => {
                 let Some(reason) = declined(&e) else { return Err(e.into()) };
@@ -75,7 +76,8 @@ impl CoffeeOrderWorkflow {
                 position,
                 drink,
             };
-            if let Err(e) = ctx.execute_activity(CoffeeActivities::brew_drink, brew, brewing()).await {
+            let brewed = ctx.execute_activity(CoffeeActivities::brew_drink, brew, brewing());
+            if let Err(e) = brewed.await {
                 let reason = format!("could not brew {drink}: {e}");
                 return refund(ctx, &order_id, charge_id, reason).await;
             }
@@ -85,8 +87,9 @@ impl CoffeeOrderWorkflow {
         // ANCHOR_END: brew
 
         // ANCHOR: pickup
-        // The first to finish wins: the customer's signal or the pickup timer. Both are durable:
-        // the timer lives on the server, so it fires even if no worker is up at that moment.
+        // The first to finish wins: the customer's signal or the pickup timer. Both are
+        // durable: the timer lives on the server, so it fires even if no worker is up
+        // at that moment.
         let arrived = select! {
             _ = ctx.wait_condition(|s| s.view.customer_arrived) => true,
             _ = ctx.timer(order.pickup_within()) => false,

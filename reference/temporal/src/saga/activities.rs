@@ -72,7 +72,8 @@ impl SagaActivities {
 // ANCHOR: activities
 #[activities]
 impl SagaActivities {
-    /// Runs `step`. A refusal is final (non-retryable); no answer is retried by the policy.
+    /// Runs `step`. A refusal is final (non-retryable); no answer is retried by the
+    /// policy.
     #[activity]
     pub async fn execute_step(
         self: Arc<Self>,
@@ -80,7 +81,8 @@ impl SagaActivities {
         call: StepCall,
     ) -> Result<StepOutput, ActivityError> {
         let key = call.saga.key(call.step);
-        let answer = self.participants.for_step(call.step).execute(&key, &call.saga).await;
+        let participant = self.participants.for_step(call.step);
+        let answer = participant.execute(&key, &call.saga).await;
         self.crash_if(call.step, false);
         match answer {
             Ok(output) => Ok(output),
@@ -102,11 +104,12 @@ impl SagaActivities {
         call: StepCall,
     ) -> Result<(), ActivityError> {
         let key = call.saga.key(call.step);
-        let answer = self.participants.for_step(call.step).compensate(&key, &call.saga).await;
+        let participant = self.participants.for_step(call.step);
+        let answer = participant.compensate(&key, &call.saga).await;
         self.crash_if(call.step, true);
         match answer {
             Ok(()) => Ok(()),
-            Err(StepError::Rejected(reason)) => Err(anyhow::anyhow!("compensation refused: {reason}").into()),
+            Err(StepError::Rejected(r)) => Err(anyhow::anyhow!("refused: {r}").into()),
             Err(StepError::Unavailable(e)) => Err(e.into()),
         }
     }

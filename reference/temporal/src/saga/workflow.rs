@@ -73,7 +73,8 @@ impl OrderSagaWorkflow {
         let mut to_undo = Vec::new();
         for step in Step::ALL {
             let call = StepCall { step, saga: saga.clone() };
-            match ctx.execute_activity(SagaActivities::execute_step, call, saga_step()).await {
+            let answer = ctx.execute_activity(SagaActivities::execute_step, call, saga_step());
+            match answer.await {
                 Ok(out) => {
                     to_undo.push(step);
                     set(ctx, step, StepState::Completed(out.reference));
@@ -83,14 +84,16 @@ impl OrderSagaWorkflow {
                         Some(reason) => (reason, false),
                         None => (e.to_string(), true),
                     };
-                    // A step that never answered may have happened: undo it too (a no-op if not).
+                    // A step that never answered may have happened: undo it too (a
+                    // no-op if not).
                     if may_have_happened {
                         to_undo.push(step);
                     }
                     set(ctx, step, StepState::Failed(reason.clone()));
                     for done in to_undo.into_iter().rev() {
                         let call = StepCall { step: done, saga: saga.clone() };
-                        ctx.execute_activity(SagaActivities::compensate_step, call, compensation()).await?;
+                        let undo = SagaActivities::compensate_step;
+                        ctx.execute_activity(undo, call, compensation()).await?;
                         set(ctx, done, StepState::Compensated);
                     }
                     return Ok(SagaOutcome::Compensated { step, reason });
