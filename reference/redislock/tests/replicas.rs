@@ -287,3 +287,26 @@ async fn backoff_delays_the_next_attempt_and_rows_are_parked_after_the_cap() {
     assert_eq!(concurrent_round(&replicas).await, vec![Round::default(); 3]);
     assert_eq!(server.received_requests().await.unwrap().len(), 12);
 }
+
+#[tokio::test]
+async fn a_row_whose_last_attempt_was_never_recorded_is_parked_without_a_call() {
+    // A replica claimed the last allowed attempt and died before recording its outcome: the row
+    // is still `failed`, with every attempt used, and due again once its backoff has passed.
+    let pool = seeded(1).await;
+    sqlx::query("UPDATE failed_transaction SET attempts = 5, last_error = 'HTTP 503' WHERE id = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let server = MockServer::start().await;
+    Mock::given(path("/retry")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&server).await;
+    let job = RetryJob::new(
+        pool.clone(),
+        vec![redis_url()],
+        config(&server, &format!("{}:", unique_name("l")), Duration::from_secs(5)),
+    )
+    .unwrap();
+    assert_eq!(job.run_once().await.unwrap(), Round { parked: 1, ..Round::default() });
+    let (status, attempts): (String, i32) =
+        sqlx::query_as("SELECT status, attempts FROM failed_transaction").fetch_one(&pool).await.unwrap();
+    assert_eq!((status.as_str(), attempts), ("parked", 5), "max_attempts is 5: no sixth call");
+}
