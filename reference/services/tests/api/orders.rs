@@ -72,7 +72,7 @@ async fn orders_a_reserve_whose_answer_is_lost_is_released() {
     // The product service takes the stock, but its answer arrives after the attempt timeout.
     let sys = spawn_system_with(|s| {
         let o = &mut s.orders;
-        o.products_calls.attempt_timeout_ms = 200;
+        o.products_calls.attempt_timeout_ms = 500;
         o.products_calls.max_attempts = 1;
     })
     .await;
@@ -80,7 +80,7 @@ async fn orders_a_reserve_whose_answer_is_lost_is_released() {
     sys.products_proxy.set_for(
         Method::POST,
         "/products/reserve",
-        Mode::SlowReply(Duration::from_millis(600)),
+        Mode::SlowReply(Duration::from_millis(1_500)),
     );
     let (status, body) = sys.order(&user, &[(&p, 3)]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");

@@ -162,7 +162,7 @@ async fn resilience_the_bulkhead_keeps_user_calls_flowing_while_products_hang() 
 async fn resilience_cached_prices_answer_within_the_staleness_bound() {
     let sys = spawn_system_with(|s| {
         let o = &mut s.orders;
-        o.price_staleness_ms = 500;
+        o.price_staleness_ms = 1_500;
         o.products_calls.max_attempts = 1;
         o.products_calls.breaker_failure_rate = 1.0;
     })
@@ -172,7 +172,7 @@ async fn resilience_cached_prices_answer_within_the_staleness_bound() {
     sys.products_proxy.set_for(Method::GET, "/products/", Mode::Fail);
     let (status, order) = sys.order(&user, &[(&p, 1)]).await;
     assert_eq!((status, order["total_cents"].as_i64()), (StatusCode::CREATED, Some(700)), "{order}");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
     let (status, body) = sys.order(&user, &[(&p, 1)]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a price older than the bound is not used: {body}");
     assert_eq!(sys.stock(&p).await, 48);
