@@ -90,6 +90,7 @@ up() {
     # ANCHOR: start_dev
     setsid nohup "$BIN" server start-dev --headless --ip 127.0.0.1 --port "$PORT" \
       --db-filename "$STATE/temporal/temporal.db" --log-level warn \
+      --dynamic-config-value system.enableActivityEagerExecution=true \
       </dev/null >"$LOG" 2>&1 &
     # ANCHOR_END: start_dev
     echo $! >"$PIDFILE"
