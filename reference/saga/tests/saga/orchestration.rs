@@ -193,6 +193,7 @@ async fn a_step_that_never_answers_is_compensated_too() {
 
 #[tokio::test]
 async fn a_compensation_that_keeps_failing_parks_the_saga_as_failed() {
+    let telemetry = cruncan_testkit::global_telemetry("saga-test");
     let pool = test_db().await;
     let log = CallLog::default();
     let p = faulty(Participants::in_process(pool.clone()), &log, |step| Faults {
@@ -210,6 +211,22 @@ async fn a_compensation_that_keeps_failing_parks_the_saga_as_failed() {
     assert_eq!(saga.steps[0].state, StepState::Completed);
     assert_eq!(saga.steps[2].state, StepState::Compensated);
     assert_eq!(statuses(&pool, "payments.payments", saga.input.order_id).await, ["captured"]);
+
+    // What the operator alerts on: an error log naming the saga, and the parked counter.
+    let saga_id = saga.id().to_string();
+    let logged = telemetry.logs.json_lines().into_iter().any(|l| {
+        l["level"] == "ERROR"
+            && l["saga_id"] == saga_id.as_str()
+            && l["message"].as_str().unwrap().contains("parked")
+    });
+    assert!(logged, "no error log for parked saga {saga_id}");
+    tokio::task::spawn_blocking(|| telemetry.guard.force_flush()).await.unwrap();
+    let metrics = telemetry.receiver.metrics();
+    assert_eq!(
+        metrics.get("saga.compensation.parked").map(|m| m.kind.as_str()),
+        Some("counter"),
+        "{metrics:?}"
+    );
 }
 
 #[tokio::test]
