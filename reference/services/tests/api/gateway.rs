@@ -164,3 +164,15 @@ async fn gateway_serves_one_openapi_document_merged_from_the_services() {
     }
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
 }
+
+#[tokio::test]
+async fn gateway_an_unreachable_service_is_502() {
+    let sys = spawn_system().await;
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let gw = spawn_gateway(&sys, |g| g.orders_url = nowhere).await;
+    let r = sys.client.get(format!("{}/orders/{}", gw.base, uuid::Uuid::new_v4())).bearer_auth(&gw.token);
+    let (status, body) = json_of(r.send().await.unwrap()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_GATEWAY, Some("bad_gateway")));
+}

@@ -26,7 +26,7 @@ async fn orders_price_reserve_and_confirm() {
 }
 
 #[tokio::test]
-async fn orders_unknown_user_or_product_is_422_and_bad_items_400() {
+async fn orders_unknown_or_inactive_user_or_unknown_product_is_422_and_bad_items_400() {
     let sys = spawn_system().await;
     let (user, p) = (sys.user().await, sys.product(100, 5).await);
     let stranger = uuid::Uuid::new_v4().to_string();
@@ -34,6 +34,17 @@ async fn orders_unknown_user_or_product_is_422_and_bad_items_400() {
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_user"))
+    );
+    let idle = sys.user().await;
+    sqlx::query("UPDATE users SET active = false WHERE id = $1")
+        .bind(idle.parse::<uuid::Uuid>().unwrap())
+        .execute(sys.users.pool.as_ref().unwrap())
+        .await
+        .unwrap();
+    let (status, body) = sys.order(&idle, &[(&p, 1)]).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("inactive_user"))
     );
     let nothing = uuid::Uuid::new_v4().to_string();
     let (status, body) = sys.order(&user, &[(&p, 1), (&nothing, 1)]).await;

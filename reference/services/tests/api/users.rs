@@ -47,6 +47,8 @@ async fn users_bad_input_is_400_naming_the_field_and_unknown_is_404() {
     }
     let r = sys.client.post(format!("{base}/users")).header("content-type", "application/json").body("{");
     assert_eq!(r.send().await.unwrap().status(), StatusCode::BAD_REQUEST);
+    let r = sys.client.post(format!("{base}/users")).header("content-type", "text/plain").body("{}");
+    assert_eq!(r.send().await.unwrap().status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let unknown = uuid::Uuid::new_v4();
     assert_eq!(
         sys.client.get(format!("{base}/users/{unknown}")).send().await.unwrap().status(),
