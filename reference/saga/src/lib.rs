@@ -15,6 +15,7 @@ pub mod choreography;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod killpoint;
 pub mod orchestrator;
 pub mod participants;
 pub mod state;

@@ -11,6 +11,7 @@
 //!   tombstone that stops the step if it arrives late).
 
 use crate::domain::{NewOrder, OrderSaga, Step};
+pub use crate::killpoint::{KillHook, KillPoint, Phase};
 use crate::participants::{Participants, StepError};
 use crate::state::{SagaRecord, SagaStatus, StepState};
 use crate::store::SagaStore;
@@ -76,49 +77,6 @@ impl OrchestratorConfig {
         );
         anyhow::ensure!(self.concurrency >= 1, "concurrency must be >= 1");
         Ok(())
-    }
-}
-
-/// Whether a call is the step or its compensation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Phase {
-    /// The step.
-    Execute,
-    /// Its compensation.
-    Compensate,
-}
-
-// ANCHOR: kill_point
-/// The places a replica can die between two side effects, named for the crash-resume test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KillPoint {
-    /// The state "calling" was written; the participant was not called yet.
-    Written(Step, Phase),
-    /// The participant answered; its answer is not written yet.
-    Answered(Step, Phase),
-    /// The answer was written.
-    Recorded(Step, Phase),
-}
-
-/// Decides whether the orchestrator dies at a point; tests only. `true`: the drive stops there,
-/// as if the process had been killed (nothing more is written, the lease is kept).
-pub type KillHook = Arc<dyn Fn(KillPoint) -> bool + Send + Sync>;
-// ANCHOR_END: kill_point
-
-impl KillPoint {
-    /// Every kill point of every step and compensation.
-    pub fn all() -> Vec<KillPoint> {
-        let mut all = Vec::new();
-        for phase in [Phase::Execute, Phase::Compensate] {
-            for step in Step::ALL {
-                all.extend([
-                    KillPoint::Written(step, phase),
-                    KillPoint::Answered(step, phase),
-                    KillPoint::Recorded(step, phase),
-                ]);
-            }
-        }
-        all
     }
 }
 
@@ -491,4 +449,18 @@ impl Orchestrator {
         }
     }
     // ANCHOR_END: run
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_shorter_than_a_step_and_its_backoff_is_refused() {
+        assert!(OrchestratorConfig::default().validate().is_ok());
+        let short = OrchestratorConfig { lease: Duration::from_secs(2), ..OrchestratorConfig::default() };
+        let err = short.validate().unwrap_err().to_string();
+        assert!(err.contains("lease"), "{err}");
+        assert!(OrchestratorConfig { concurrency: 0, ..OrchestratorConfig::default() }.validate().is_err());
+    }
 }

@@ -132,3 +132,30 @@ async fn assert_balanced(pool: &sqlx::PgPool, sagas: &[(uuid::Uuid, &str)]) {
     .unwrap();
     assert_eq!(captured, completed * 1500);
 }
+
+#[tokio::test]
+async fn a_replica_that_lost_its_lease_cannot_overwrite_the_saga() {
+    let pool = test_db().await;
+    let participants = Participants::in_process(pool.clone());
+    let paused = Orchestrator::new(pool.clone(), participants.clone(), fast_config());
+    let record = paused.accept(order("happy", &[("product_1", 1, 10.0)])).await.unwrap();
+    // The replica pauses past its lease (a long GC, a frozen VM); another one takes the saga over.
+    sqlx::query("UPDATE saga.sagas SET lease_until = now() - interval '1 second' WHERE id = $1")
+        .bind(record.id())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let other = Orchestrator::new(pool.clone(), participants, fast_config());
+    let resumed = other.resume(10).await.unwrap();
+    assert!(matches!(resumed[..], [(id, Ok(SagaStatus::Completed))] if id == record.id()), "{resumed:?}");
+
+    // The paused replica wakes up with its stale copy: its first write is refused.
+    let stale = paused.drive(record.clone()).await;
+    assert!(
+        matches!(&stale, Err(DriveError::Store(e)) if e.downcast_ref::<saga::store::LeaseLost>().is_some()),
+        "{stale:?}"
+    );
+    let saga = other.store().get(record.id()).await.unwrap().unwrap();
+    assert_eq!(saga.status, SagaStatus::Completed);
+    assert_eq!(statuses(&pool, "payments.payments", saga.input.order_id).await, ["captured"]);
+}
