@@ -155,3 +155,41 @@ async fn orders_a_release_that_fails_is_finished_by_the_sweeper() {
     assert_eq!((sys.stock(&plenty).await, sys.reserved(&plenty).await, sys.stock(&scarce).await), (10, 0, 1));
 }
 // ANCHOR_END: sweeper_test
+
+#[tokio::test]
+async fn orders_an_order_abandoned_mid_way_is_released_by_the_sweeper() {
+    // As if the order service died between a reserve and the confirm, an hour ago.
+    let sys = spawn_system_with(|s| s.orders.sweep_interval_ms = 100).await;
+    let p = sys.product(100, 10).await;
+    let (order, reservation, product) =
+        (uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), p.parse::<uuid::Uuid>().unwrap());
+    let body = serde_json::json!({"product_id": p, "quantity": 3, "reservation_id": reservation});
+    let r =
+        sys.client.post(format!("{}/products/reserve", sys.products.base)).json(&body).send().await.unwrap();
+    assert_eq!((r.status(), sys.stock(&p).await), (StatusCode::OK, 7));
+    let db = sys.orders.pool.as_ref().unwrap();
+    sqlx::query(
+        "INSERT INTO orders (id, user_id, status, total_cents, updated_at)
+         VALUES ($1, $2, 'pending', 300, now() - interval '1 hour')",
+    )
+    .bind(order)
+    .bind(uuid::Uuid::new_v4())
+    .execute(db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO order_items (order_id, position, product_id, quantity, price_cents, reservation_id)
+         VALUES ($1, 0, $2, 3, 100, $3)",
+    )
+    .bind(order)
+    .bind(product)
+    .bind(reservation)
+    .execute(db)
+    .await
+    .unwrap();
+    cruncan_testkit::wait_until(Duration::from_secs(10), "the sweeper to cancel it", || async {
+        sys.orders_by_status("cancelled").await == 1
+    })
+    .await;
+    assert_eq!((sys.stock(&p).await, sys.reserved(&p).await), (10, 0));
+}
