@@ -36,6 +36,8 @@ pub enum Disposition {
         delay: Duration,
         /// What went wrong.
         error: String,
+        /// Whether an SMTP attempt was made this time (counted in `attempts`).
+        attempted: bool,
     },
     /// Give up: publish to the dead-letter subject with the reason, mark the email failed, `Term`.
     DeadLetter {
@@ -148,7 +150,7 @@ impl Worker {
             let reason = format!("gave up after {delivered} deliveries: {error}");
             return dead("max_deliver", reason, Some(id), attempted);
         }
-        Disposition::Retry { delay: self.backoff(delivered), error }
+        Disposition::Retry { delay: self.backoff(delivered), error, attempted }
     }
 
     async fn mark_sent(&self, id: EmailId) -> anyhow::Result<()> {
@@ -170,8 +172,8 @@ impl Worker {
     pub async fn settle(&self, msg: &jetstream::Message, disposition: Disposition) -> anyhow::Result<()> {
         let kind = match disposition {
             Disposition::Ack(_) => AckKind::Ack,
-            Disposition::Retry { delay, error } => {
-                if let Some(id) = email_id_of(msg) {
+            Disposition::Retry { delay, error, attempted } => {
+                if attempted && let Some(id) = email_id_of(msg) {
                     let _ = self.store.record_attempt(id, &error).await;
                     self.cache.invalidate(id).await;
                 }
