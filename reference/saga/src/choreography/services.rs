@@ -77,33 +77,25 @@ struct Locals {
     shipping: Shipping,
 }
 
-/// Applies `step` of `saga` once (by its idempotency key) and picks the event that follows.
-async fn forward<S: LocalStep>(
+/// Applies `step` of `saga` once (by its idempotency key): `Err(reason)` when refused.
+async fn apply<S: LocalStep>(
     local: &S,
     conn: &mut PgConnection,
     saga: &OrderSaga,
     step: Step,
-    ok: fn(OrderSaga) -> Event,
-    failed: fn(OrderSaga, String) -> Event,
-) -> sqlx::Result<Event> {
+) -> sqlx::Result<Result<(), String>> {
     let outcome = ledger::execute_once(local, conn, &saga.key(step), saga).await?;
-    Ok(match outcome.result {
-        Ok(_) => ok(saga.clone()),
-        Err(reason) => failed(saga.clone(), reason),
-    })
+    Ok(outcome.result.map(drop))
 }
 
-/// Undoes `step` of `saga` once and passes the reason on.
-async fn backward<S: LocalStep>(
+/// Undoes `step` of `saga` once.
+async fn undo<S: LocalStep>(
     local: &S,
     conn: &mut PgConnection,
     saga: &OrderSaga,
     step: Step,
-    reason: &str,
-    next: fn(OrderSaga, String) -> Event,
-) -> sqlx::Result<Event> {
-    ledger::compensate_once(local, conn, &saga.key(step), saga).await?;
-    Ok(next(saga.clone(), reason.to_owned()))
+) -> sqlx::Result<()> {
+    ledger::compensate_once(local, conn, &saga.key(step), saga).await.map(drop)
 }
 
 /// One participant as a consumer.
@@ -121,43 +113,39 @@ impl Reactor {
     async fn step(&self, conn: &mut PgConnection, event: &Event) -> sqlx::Result<Option<Event>> {
         use Event as E;
         let l = &self.locals;
-        let next = match event {
-            E::OrderCreated { saga } => {
-                let (ok, failed) =
-                    (|saga| E::PaymentProcessed { saga }, |saga, reason| E::PaymentFailed { saga, reason });
-                forward(&l.payments, conn, saga, Step::ProcessPayment, ok, failed).await?
-            }
+        let next = match event.clone() {
+            E::OrderCreated { saga } => match apply(&l.payments, conn, &saga, Step::ProcessPayment).await? {
+                Ok(()) => E::PaymentProcessed { saga },
+                Err(reason) => E::PaymentFailed { saga, reason },
+            },
             E::PaymentProcessed { saga } => {
-                let (ok, failed) = (
-                    |saga| E::InventoryReserved { saga },
-                    |saga, reason| E::InventoryFailed { saga, reason },
-                );
-                forward(&l.inventory, conn, saga, Step::ReserveInventory, ok, failed).await?
+                match apply(&l.inventory, conn, &saga, Step::ReserveInventory).await? {
+                    Ok(()) => E::InventoryReserved { saga },
+                    Err(reason) => E::InventoryFailed { saga, reason },
+                }
             }
             E::InventoryReserved { saga } => {
-                let (ok, failed) =
-                    (|saga| E::ShipmentScheduled { saga }, |saga, reason| E::ShipmentFailed { saga, reason });
-                forward(&l.shipping, conn, saga, Step::ScheduleShipment, ok, failed).await?
+                match apply(&l.shipping, conn, &saga, Step::ScheduleShipment).await? {
+                    Ok(()) => E::ShipmentScheduled { saga },
+                    Err(reason) => E::ShipmentFailed { saga, reason },
+                }
             }
             E::ShipmentScheduled { saga } => {
-                sqlx::query("UPDATE orders.orders SET status = 'confirmed', updated_at = now() WHERE id = $1 AND status = 'created'")
-                    .bind(saga.order_id)
-                    .execute(&mut *conn)
-                    .await?;
-                E::OrderConfirmed { saga: saga.clone() }
+                l.orders.confirm(conn, saga.order_id).await?;
+                E::OrderConfirmed { saga }
             }
             // The failure path: each participant undoes its own step and passes the reason back.
             E::ShipmentFailed { saga, reason } => {
-                let next = |saga, reason| E::InventoryReleased { saga, reason };
-                backward(&l.inventory, conn, saga, Step::ReserveInventory, reason, next).await?
+                undo(&l.inventory, conn, &saga, Step::ReserveInventory).await?;
+                E::InventoryReleased { saga, reason }
             }
             E::InventoryFailed { saga, reason } | E::InventoryReleased { saga, reason } => {
-                let next = |saga, reason| E::PaymentRefunded { saga, reason };
-                backward(&l.payments, conn, saga, Step::ProcessPayment, reason, next).await?
+                undo(&l.payments, conn, &saga, Step::ProcessPayment).await?;
+                E::PaymentRefunded { saga, reason }
             }
             E::PaymentFailed { saga, reason } | E::PaymentRefunded { saga, reason } => {
-                let next = |saga, reason| E::OrderCancelled { saga, reason };
-                backward(&l.orders, conn, saga, Step::CreateOrder, reason, next).await?
+                undo(&l.orders, conn, &saga, Step::CreateOrder).await?;
+                E::OrderCancelled { saga, reason }
             }
             E::OrderConfirmed { .. } | E::OrderCancelled { .. } => return Ok(None),
         };

@@ -22,7 +22,7 @@ pub struct OrderRow {
     pub user_id: String,
     /// Total in minor units.
     pub total: i64,
-    /// `created` or `cancelled`.
+    /// `created`, `confirmed` (choreography) or `cancelled`.
     pub status: String,
 }
 
@@ -30,6 +30,18 @@ impl Orders {
     /// The participant over `pool`.
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
+    }
+
+    /// Marks a created order confirmed, inside the caller's transaction (the choreography's
+    /// last step; a repeat changes nothing).
+    pub async fn confirm(&self, conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE orders.orders SET status = 'confirmed', updated_at = now() WHERE id = $1 AND status = 'created'",
+        )
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map(drop)
     }
 
     /// The stored order, if any.
