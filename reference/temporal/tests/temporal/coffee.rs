@@ -150,3 +150,35 @@ async fn the_same_order_id_cannot_start_twice() {
     let handle = env.client.get_workflow_handle::<temporalio_client::UntypedWorkflow>(&id);
     handle.terminate(Default::default()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brewing_that_keeps_failing_is_compensated_by_a_refund() {
+    let env = TestEnv::new().await;
+    let id = env.id("broken");
+    // The barista's table is gone (this test's own database): every brew attempt fails.
+    let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
+    sqlx::query(sqlx::AssertSqlSafe(rename("coffee_brew", "coffee_brew_away")))
+        .execute(&env.stores.coffee)
+        .await
+        .unwrap();
+    let outcome = env
+        .with_worker(BREW, async {
+            place_order(&env.client, &env.task_queue, &id, order(CARD_OK, Duration::from_secs(60))).await?;
+            outcome(&env.client, &id).await
+        })
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(rename("coffee_brew_away", "coffee_brew")))
+        .execute(&env.stores.coffee)
+        .await
+        .unwrap();
+
+    let Outcome::Refunded { reason, .. } = outcome else { panic!("expected refund, got {outcome:?}") };
+    assert!(reason.starts_with("could not brew latte"), "{reason}");
+    let effects = env.shop.effects(&id).await.unwrap();
+    assert_eq!(effects.status.as_deref(), Some("refunded"));
+    assert_eq!((effects.charges, effects.refunds, effects.cups), (1, 1, 0));
+    let runs = activity_runs(&env.client, &id).await.unwrap();
+    assert_eq!(attempts_of(&runs, "brew_drink"), [5], "retried up to the policy's 5 attempts");
+    assert_eq!(attempts_of(&runs, "refund"), [1]);
+}
