@@ -100,7 +100,7 @@ function label(el) {
 }
 function collect() {
   const pending = document.querySelectorAll('pre.mermaid:not([data-processed])');
-  if (pending.length && Date.now() - started < 10000) { setTimeout(collect, 50); return; }
+  if (pending.length && Date.now() - started < 30000) { setTimeout(collect, 50); return; }
   const main = document.querySelector('main') || document.body;
   const problems = [];
   if (pending.length) problems.push(pending.length + ' mermaid diagram(s) never rendered');
@@ -338,6 +338,9 @@ async fn connect(driver: &Driver, opts: &Options, profile: &Path) -> anyhow::Res
     ];
     let mut caps = serde_json::Map::new();
     caps.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": opts.chromium, "args": args }));
+    // The page script waits up to 30 s for mermaid on a busy machine; WebDriver's default script
+    // timeout is 30 s, so give it room.
+    caps.insert("timeouts".into(), serde_json::json!({ "script": 60_000, "pageLoad": 60_000 }));
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     let client = fantoccini::ClientBuilder::new(connector)
         .capabilities(caps)
