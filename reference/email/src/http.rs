@@ -270,3 +270,53 @@ pub async fn search_emails(
     ))
 )]
 pub struct ApiDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(e: ApiError) -> (StatusCode, serde_json::Value) {
+        let r = e.into_response();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_error_has_its_status_and_no_internals_leak() {
+        let cases = [
+            (
+                ApiError::from(ValidationError::new("to[2]", "is not an email address")),
+                400,
+                "validation_failed",
+            ),
+            (ApiError::TooLarge(10), 413, "payload_too_large"),
+            (ApiError::UnsupportedMediaType, 415, "unsupported_media_type"),
+            (ApiError::NotFound(EmailId::new()), 404, "not_found"),
+            (ApiError::Service(ServiceError::KeyReused), 422, "idempotency_key_reused"),
+            (
+                ApiError::Service(ServiceError::Unavailable(anyhow::anyhow!(
+                    "connect 10.0.0.5:5432 refused"
+                ))),
+                503,
+                "unavailable",
+            ),
+            (
+                ApiError::Service(ServiceError::Unexpected(anyhow::anyhow!(
+                    "relation \"email\" does not exist"
+                ))),
+                500,
+                "internal",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let (got, body) = body_of(error).await;
+            assert_eq!((got.as_u16(), body["error"]["code"].as_str()), (status, Some(code)));
+            let text = body.to_string();
+            assert!(!text.contains("10.0.0.5") && !text.contains("relation"), "{text}");
+        }
+        let (_, body) =
+            body_of(ApiError::from(ValidationError::new("to[2]", "is not an email address"))).await;
+        assert_eq!(body["error"]["message"], "to[2]: is not an email address");
+    }
+}

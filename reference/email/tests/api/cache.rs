@@ -87,3 +87,19 @@ async fn redis_down_reads_still_answer_from_postgres() {
     proxy.restore();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_redis_that_never_answered_does_not_stop_the_service() {
+    // A port with nothing behind it: the cache never connects.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let app = spawn_app(Options {
+        workers: 0,
+        redis_url: format!("redis://127.0.0.1:{port}"),
+        ..Options::default()
+    })
+    .await;
+    let id = app.create(&new_email("no redis at all")).await;
+    assert_eq!(app.get_json(&id).await["status"], "queued");
+    assert_eq!(app.get_json(&id).await["status"], "queued");
+    app.stop().await;
+}

@@ -5,6 +5,8 @@ use crate::helpers::*;
 use async_nats::jetstream::consumer::PullConsumer;
 use email::worker::Disposition;
 use futures::StreamExt as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 async fn pull_one(consumer: &PullConsumer) -> async_nats::jetstream::Message {
@@ -110,47 +112,77 @@ async fn running_out_of_deliveries_dead_letters_and_marks_failed() {
     app.stop().await;
 }
 
-/// An SMTP server that refuses every recipient with 550: a permanent error.
-async fn refusing_smtp() -> String {
+/// A scripted SMTP stand-in: the n-th `RCPT TO` (over all connections) gets `rcpt[n]` (the last
+/// one repeats); an accepted message is counted in `delivered`.
+async fn scripted_smtp(rcpt: Vec<&'static str>) -> (String, Arc<AtomicUsize>) {
     use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let (seen, delivered) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let counted = Arc::clone(&delivered);
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
+            let (rcpt, seen, delivered) = (rcpt.clone(), Arc::clone(&seen), Arc::clone(&counted));
             tokio::spawn(async move {
                 let (read, mut write) = socket.into_split();
                 let mut lines = BufReader::new(read).lines();
-                write.write_all(b"220 refusing.test ESMTP\r\n").await.ok();
+                write.write_all(b"220 stand-in.test ESMTP\r\n").await.ok();
+                let mut in_data = false;
                 while let Ok(Some(line)) = lines.next_line().await {
+                    if in_data {
+                        if line == "." {
+                            in_data = false;
+                            delivered.fetch_add(1, Ordering::SeqCst);
+                            write.write_all(b"250 queued\r\n").await.ok();
+                        }
+                        continue;
+                    }
                     let cmd = line.to_ascii_uppercase();
-                    let reply: &[u8] = if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
-                        b"250 refusing.test\r\n"
-                    } else if cmd.starts_with("MAIL") || cmd.starts_with("RSET") || cmd.starts_with("NOOP") {
-                        b"250 OK\r\n"
+                    let reply = if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                        "250 stand-in.test".to_owned()
                     } else if cmd.starts_with("RCPT") {
-                        b"550 5.1.1 mailbox unavailable\r\n"
+                        let n = seen.fetch_add(1, Ordering::SeqCst);
+                        rcpt[n.min(rcpt.len() - 1)].to_owned()
+                    } else if cmd.starts_with("DATA") {
+                        in_data = true;
+                        "354 go ahead".to_owned()
                     } else if cmd.starts_with("QUIT") {
                         write.write_all(b"221 bye\r\n").await.ok();
                         return;
                     } else {
-                        b"503 bad sequence\r\n"
+                        "250 OK".to_owned()
                     };
-                    if write.write_all(reply).await.is_err() {
+                    if write.write_all(format!("{reply}\r\n").as_bytes()).await.is_err() {
                         return;
                     }
                 }
             });
         }
     });
-    format!("smtp://{addr}")
+    (format!("smtp://{addr}"), delivered)
+}
+
+#[tokio::test]
+async fn an_smtp_4xx_reply_is_retried_and_then_sent() {
+    let (url, delivered) =
+        scripted_smtp(vec!["451 4.3.0 try again later", "451 4.3.0 try again later", "250 OK"]).await;
+    let app = spawn_app(Options { workers: 1, smtp_url: url, ..Options::default() }).await;
+    let id = app.create(&new_email("greylisted")).await;
+    let (_, attempts) = app.wait_for_status(&id, "sent", Duration::from_secs(15)).await;
+    assert_eq!(attempts, 3, "two 451s, then accepted");
+    assert_eq!(delivered.load(Ordering::SeqCst), 1);
+    assert!(app.dead_letters().await.is_empty());
+    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_permanent_smtp_error_dead_letters_at_once_with_the_reason() {
-    let app = spawn_app(Options { workers: 1, smtp_url: refusing_smtp().await, ..Options::default() }).await;
+    let (url, delivered) = scripted_smtp(vec!["550 5.1.1 mailbox unavailable"]).await;
+    let app = spawn_app(Options { workers: 1, smtp_url: url, ..Options::default() }).await;
     let id = app.create(&new_email("refused")).await;
     let (_, attempts) = app.wait_for_status(&id, "failed", Duration::from_secs(15)).await;
     assert_eq!(attempts, 1, "no retry of a permanent error");
+    assert_eq!(delivered.load(Ordering::SeqCst), 0);
     let dead = app.dead_letters().await;
     assert_eq!(dead.len(), 1);
     let headers = &dead[0].0;
