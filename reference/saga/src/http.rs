@@ -40,6 +40,9 @@ pub enum ApiError {
     /// No such saga or order.
     #[error("no {0} with id {1}")]
     NotFound(&'static str, Uuid),
+    /// Only a parked (`failed`) saga can be retried.
+    #[error("saga {0} is {1}, not failed: only a parked saga can be retried")]
+    NotParked(Uuid, &'static str),
     /// Anything else; details logged, never sent.
     #[error("internal error")]
     Unexpected(#[source] anyhow::Error),
@@ -52,6 +55,7 @@ impl IntoResponse for ApiError {
             Self::Validation(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
             Self::InvalidId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),
             Self::NotFound(..) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::NotParked(..) => (StatusCode::CONFLICT, "not_parked"),
             Self::Unexpected(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
         match &self {
@@ -135,6 +139,7 @@ pub fn router(state: AppState) -> Router {
         .route("/orders", post(create_order))
         .route("/orders/{id}", get(get_order))
         .route("/sagas/{id}", get(get_saga))
+        .route("/sagas/{id}/retry", post(retry_saga))
         .with_state(state.clone())
         .merge(cruncan_http::health_routes(state.ready))
         .fallback(cruncan_http::not_found)
@@ -177,4 +182,17 @@ async fn get_order(State(state): State<AppState>, Path(id): Path<String>) -> Res
     let saga = state.orchestrator.store().get_by_order(id).await.map_err(ApiError::Unexpected)?;
     let saga = saga.ok_or(ApiError::NotFound("order", id))?;
     Ok(axum::Json(OrderView::from(saga)).into_response())
+}
+
+/// `POST /sagas/{id}/retry`: the operator's button for a parked saga, once its cause is fixed.
+async fn retry_saga(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = uuid(&id)?;
+    let store = state.orchestrator.store();
+    if store.requeue_parked(id).await.map_err(ApiError::Unexpected)? {
+        tracing::warn!(saga_id = %id, "parked saga requeued by an operator");
+        return Ok(StatusCode::ACCEPTED.into_response());
+    }
+    let saga = store.get(id).await.map_err(ApiError::Unexpected)?;
+    let saga = saga.ok_or(ApiError::NotFound("saga", id))?;
+    Err(ApiError::NotParked(id, saga.status.as_str()))
 }

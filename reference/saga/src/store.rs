@@ -137,6 +137,29 @@ impl SagaStore {
             .rows_affected())
     }
 
+    // ANCHOR: requeue
+    /// Puts a parked (`failed`) saga back to `compensating`, its stuck compensation with a fresh
+    /// set of attempts, for any replica to claim: what an operator does once the cause is fixed.
+    /// `false` when the saga is not parked.
+    pub async fn requeue_parked(&self, id: Uuid) -> anyhow::Result<bool> {
+        let updated = sqlx::query(
+            "UPDATE saga.sagas SET status = 'compensating', lease_owner = NULL, lease_until = NULL,
+                    updated_at = now(), version = version + 1,
+                    steps = (SELECT jsonb_agg(CASE WHEN s->>'state' = 'compensation_failed'
+                                 THEN s || '{\"state\": \"compensating\", \"compensation_attempts\": 0}'::jsonb
+                                 ELSE s END ORDER BY n)
+                             FROM jsonb_array_elements(steps) WITH ORDINALITY AS t(s, n))
+             WHERE id = $1 AND status = 'failed'",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .context("requeueing saga")?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+    // ANCHOR_END: requeue
+
     /// The saga `id`, if any.
     pub async fn get(&self, id: Uuid) -> anyhow::Result<Option<SagaRecord>> {
         self.get_where("id", id).await

@@ -149,6 +149,17 @@ async fn bad_input_is_a_400_naming_the_field_and_unknown_ids_are_404() {
     assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")));
     let (status, _) = app.get(&format!("/orders/{}", uuid::Uuid::new_v4())).await;
     assert_eq!(status, 404);
+    let r = app.http.post(format!("{}/sagas/{}/retry", app.base, uuid::Uuid::new_v4())).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let (_, accepted) = app
+        .post_order(
+            json!({"user_id": "u", "items": [{"product_id": "product_1", "quantity": 1, "price": 1}]}),
+        )
+        .await;
+    let saga_id = accepted["saga_id"].as_str().unwrap();
+    app.ended(saga_id).await;
+    let r = app.http.post(format!("{}/sagas/{saga_id}/retry", app.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 409, "a completed saga is not retried");
     let (status, ready) = app.get("/readyz").await;
     assert_eq!((status, ready["status"].as_str()), (200, Some("ready")));
 }

@@ -244,3 +244,26 @@ async fn a_late_step_after_its_compensation_changes_nothing() {
     p.inventory.compensate(&key, &saga).await.unwrap();
     assert_eq!(stock(&pool, "product_1").await, 100);
 }
+
+#[tokio::test]
+async fn a_parked_saga_requeued_after_the_fix_finishes_compensating() {
+    let pool = test_db().await;
+    let log = CallLog::default();
+    let broken = faulty(Participants::in_process(pool.clone()), &log, |step| Faults {
+        compensation_fails: step == ProcessPayment,
+        ..business_faults(step)
+    });
+    let saga = run(&pool, broken, fast_config(), order("noship-3", &[("product_1", 1, 5.0)])).await;
+    assert_eq!(saga.status, SagaStatus::Failed);
+
+    // The payment provider is back: the operator requeues, any replica finishes the job.
+    let fixed = Orchestrator::new(pool.clone(), Participants::in_process(pool.clone()), fast_config());
+    assert!(fixed.store().requeue_parked(saga.id()).await.unwrap());
+    assert!(!fixed.store().requeue_parked(saga.id()).await.unwrap(), "only a parked saga is requeued");
+    let resumed = fixed.resume(10).await.unwrap();
+    assert!(matches!(resumed[..], [(_, Ok(SagaStatus::Compensated))]), "{resumed:?}");
+    let order_id = saga.input.order_id;
+    assert_eq!(statuses(&pool, "payments.payments", order_id).await, ["refunded"]);
+    assert_eq!(order_status(&pool, order_id).await.as_deref(), Some("cancelled"));
+    assert_eq!(stock(&pool, "product_1").await, 100);
+}
