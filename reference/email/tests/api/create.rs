@@ -81,5 +81,11 @@ async fn unknown_id_is_404_and_malformed_id_is_400() {
     assert!(body["error"]["message"].as_str().unwrap().contains("email_id"), "{body}");
     let ready = reqwest::get(format!("{}/readyz", app.admin)).await.unwrap();
     assert_eq!(ready.status(), 200);
+    let openapi: Value =
+        reqwest::get(format!("{}/openapi.json", app.base)).await.unwrap().json().await.unwrap();
+    assert!(openapi["paths"]["/api/v1/email"]["post"].is_object(), "{openapi}");
+    assert!(openapi["paths"]["/api/v1/email"]["get"].is_object());
+    assert!(openapi["paths"]["/api/v1/email/{id}"]["get"].is_object());
+    assert_eq!(reqwest::get(format!("{}/docs/", app.base)).await.unwrap().status(), 200);
     app.stop().await;
 }

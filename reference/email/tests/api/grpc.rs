@@ -112,3 +112,29 @@ async fn grpc_create_over_tls_is_sent_and_readable() {
     assert!(names.contains(&"cruncan.email.v1.EmailService".to_owned()), "{names:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn grpc_serves_the_certificate_files_when_configured() {
+    let pki = email::tls::dev_pki().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert, &pki.cert_pem).unwrap();
+    std::fs::write(&key, &pki.key_pem).unwrap();
+    let mut s = settings(&Options { workers: 0, ..Options::default() }).await;
+    s.grpc.cert_path = Some(cert.display().to_string());
+    s.grpc.key_path = Some(key.display().to_string());
+    let app = email::build(s).await.unwrap();
+    assert!(app.dev_ca_pem().is_none(), "no development CA when files are given");
+    let addr = app.grpc_addr().unwrap();
+    let shutdown = cruncan_shutdown::Shutdown::new();
+    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let tls =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pki.ca_pem)).domain_name("localhost");
+    let channel =
+        Channel::from_shared(format!("https://{addr}")).unwrap().tls_config(tls).unwrap().connect().await;
+    let mut client = EmailServiceClient::new(channel.unwrap());
+    let status = client.get_by_id(pb::GetByIdRequest { email_id: "x".into() }).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "the call went through TLS with the file's certificate");
+    shutdown.trigger();
+    task.await.unwrap().unwrap();
+}
