@@ -43,9 +43,9 @@ pub enum ApiError {
     /// Only a parked (`failed`) saga can be retried.
     #[error("saga {0} is {1}, not failed: only a parked saga can be retried")]
     NotParked(Uuid, &'static str),
-    /// Anything else; details logged, never sent.
-    #[error("internal error")]
-    Unexpected(#[source] anyhow::Error),
+    /// The saga store cannot be reached; retry later (details logged, never sent).
+    #[error("the service is temporarily unavailable; retry later")]
+    Unavailable(#[source] anyhow::Error),
 }
 
 impl IntoResponse for ApiError {
@@ -56,13 +56,19 @@ impl IntoResponse for ApiError {
             Self::InvalidId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),
             Self::NotFound(..) => (StatusCode::NOT_FOUND, "not_found"),
             Self::NotParked(..) => (StatusCode::CONFLICT, "not_parked"),
-            Self::Unexpected(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
         match &self {
-            Self::Unexpected(cause) => tracing::error!(error = %format!("{cause:#}"), "request failed"),
+            Self::Unavailable(cause) => tracing::error!(error = %format!("{cause:#}"), "request failed"),
             other => tracing::info!(error = %other, code, "request rejected"),
         }
-        json_error(status, code, self.to_string())
+        let mut response = json_error(status, code, self.to_string());
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -160,7 +166,7 @@ pub async fn create_order(
     let parsed: CreateOrderBody = serde_path_to_error::deserialize(&mut json)
         .map_err(|e| ApiError::Malformed(format!("{}: {}", e.path(), e.inner())))?;
     let order = parsed.validate()?;
-    let saga = state.orchestrator.start(order).await.map_err(ApiError::Unexpected)?;
+    let saga = state.orchestrator.start(order).await.map_err(ApiError::Unavailable)?;
     let accepted = Accepted { saga_id: saga.id(), order_id: saga.input.order_id, status: saga.status };
     Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
 }
@@ -172,14 +178,14 @@ fn uuid(id: &str) -> Result<Uuid, ApiError> {
 
 async fn get_saga(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = uuid(&id)?;
-    let saga = state.orchestrator.store().get(id).await.map_err(ApiError::Unexpected)?;
+    let saga = state.orchestrator.store().get(id).await.map_err(ApiError::Unavailable)?;
     let saga = saga.ok_or(ApiError::NotFound("saga", id))?;
     Ok(axum::Json(SagaView::from(saga)).into_response())
 }
 
 async fn get_order(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = uuid(&id)?;
-    let saga = state.orchestrator.store().get_by_order(id).await.map_err(ApiError::Unexpected)?;
+    let saga = state.orchestrator.store().get_by_order(id).await.map_err(ApiError::Unavailable)?;
     let saga = saga.ok_or(ApiError::NotFound("order", id))?;
     Ok(axum::Json(OrderView::from(saga)).into_response())
 }
@@ -188,11 +194,11 @@ async fn get_order(State(state): State<AppState>, Path(id): Path<String>) -> Res
 async fn retry_saga(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = uuid(&id)?;
     let store = state.orchestrator.store();
-    if store.requeue_parked(id).await.map_err(ApiError::Unexpected)? {
+    if store.requeue_parked(id).await.map_err(ApiError::Unavailable)? {
         tracing::warn!(saga_id = %id, "parked saga requeued by an operator");
         return Ok(StatusCode::ACCEPTED.into_response());
     }
-    let saga = store.get(id).await.map_err(ApiError::Unexpected)?;
+    let saga = store.get(id).await.map_err(ApiError::Unavailable)?;
     let saga = saga.ok_or(ApiError::NotFound("saga", id))?;
     Err(ApiError::NotParked(id, saga.status.as_str()))
 }

@@ -45,9 +45,13 @@ impl TestApp {
 }
 
 async fn spawn_app() -> TestApp {
+    spawn_app_with(test_db_settings().await).await
+}
+
+async fn spawn_app_with(database: cruncan_db::DatabaseSettings) -> TestApp {
     let settings = Settings {
         http: HttpSettings { host: "127.0.0.1".into(), port: 0 },
-        database: test_db_settings().await,
+        database,
         orchestrator: OrchestratorSettings {
             lease_ms: 3_000,
             step_timeout_ms: 2_000,
@@ -162,4 +166,34 @@ async fn bad_input_is_a_400_naming_the_field_and_unknown_ids_are_404() {
     assert_eq!(r.status().as_u16(), 409, "a completed saga is not retried");
     let (status, ready) = app.get("/readyz").await;
     assert_eq!((status, ready["status"].as_str()), (200, Some("ready")));
+}
+
+#[tokio::test]
+async fn with_the_database_cut_off_orders_get_503_with_retry_after_never_500() {
+    let mut database = test_db_settings().await;
+    let upstream = format!("{}:{}", database.host, database.port).parse().unwrap();
+    let proxy = cruncan_testkit::TcpProxy::start(upstream).unwrap();
+    database.port = proxy.addr().port();
+    database.acquire_timeout_ms = 500;
+    let app = spawn_app_with(database).await;
+    proxy.cut();
+    let r = app
+        .http
+        .post(format!("{}/orders", app.base))
+        .json(&json!({"user_id": "u", "items": [{"product_id": "product_1", "quantity": 1, "price": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let (status, _) = app.get("/readyz").await;
+    assert_eq!(status, 503);
+    proxy.restore();
+    let (status, accepted) = app
+        .post_order(
+            json!({"user_id": "u", "items": [{"product_id": "product_1", "quantity": 1, "price": 1}]}),
+        )
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(app.ended(accepted["saga_id"].as_str().unwrap()).await["status"], "completed");
 }
