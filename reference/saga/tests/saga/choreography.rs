@@ -22,13 +22,17 @@ impl Drop for Running {
 }
 
 async fn start(pool: &sqlx::PgPool) -> Running {
-    let topic = cruncan_testkit::unique_name("saga-events");
     let cfg = ChoreographyConfig {
         brokers: cruncan_testkit::brokers(),
-        topic: topic.clone(),
+        topic: cruncan_testkit::unique_name("saga-events"),
         group_prefix: cruncan_testkit::unique_name("saga"),
         partitions: 2,
     };
+    start_with(pool, cfg)
+}
+
+fn start_with(pool: &sqlx::PgPool, cfg: ChoreographyConfig) -> Running {
+    let topic = cfg.topic.clone();
     let choreography = std::sync::Arc::new(Choreography::new(pool.clone(), cfg).unwrap());
     let stop = Shutdown::new();
     let run = std::sync::Arc::clone(&choreography);
@@ -190,4 +194,42 @@ async fn every_event_delivered_twice_changes_nothing_and_a_poison_event_is_dead_
     assert_eq!(dead[0].key, "poison");
     assert_eq!(dead[0].header("dlq.reason"), Some("permanent"));
     assert_eq!(snapshot(&pool).await, before);
+}
+
+#[tokio::test]
+async fn participants_stopped_mid_flight_finish_every_order_after_a_restart() {
+    let pool = test_db().await;
+    let cfg = ChoreographyConfig {
+        brokers: cruncan_testkit::brokers(),
+        topic: cruncan_testkit::unique_name("saga-events"),
+        group_prefix: cruncan_testkit::unique_name("saga"),
+        partitions: 2,
+    };
+    let first = start_with(&pool, cfg.clone());
+    let mut sagas = Vec::new();
+    for i in 0..20 {
+        // Every fourth order wants more than the stock: refunded and cancelled through events.
+        let units = if i % 4 == 0 { 201 } else { 1 };
+        sagas.push(first.choreography.place_order(order("u", &[("product_3", units, 1.0)])).await.unwrap());
+    }
+    // All four participants stop once events are flowing, and start again (same groups).
+    cruncan_testkit::wait_until(Duration::from_secs(30), "the first event consumed", || async {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM payments.inbox").fetch_one(&pool).await.unwrap();
+        n > 0
+    })
+    .await;
+    first.stop.trigger();
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _second = start_with(&pool, cfg);
+    settled(&pool, &sagas.iter().collect::<Vec<_>>()).await;
+
+    for (i, saga) in sagas.iter().enumerate() {
+        let want = if i % 4 == 0 { "cancelled" } else { "confirmed" };
+        assert_eq!(order_status(&pool, saga.order_id).await.as_deref(), Some(want), "order {i}");
+        let payments = statuses(&pool, "payments.payments", saga.order_id).await;
+        assert_eq!(payments, [if i % 4 == 0 { "refunded" } else { "captured" }], "order {i}");
+    }
+    assert_eq!(stock(&pool, "product_3").await, 200 - 15, "one unit for each confirmed order");
 }
