@@ -9,7 +9,7 @@
 //! history ID                       which activities ran, on which attempt and worker
 //! ```
 //! Cards: `tok_visa` (approved), `tok_chargeDeclined` (declined), `tok_flaky` (processor times
-//! out twice, then approves).
+//! out twice, then approves), `tok_unreachable` (processor never answers).
 
 use clap::{Parser, Subcommand};
 use std::time::Duration;

@@ -18,6 +18,8 @@ pub const CARD_OK: &str = "tok_visa";
 pub const CARD_DECLINED: &str = "tok_chargeDeclined";
 /// Unavailable on the first [`FLAKY_FAILURES`] attempts, approved after.
 pub const CARD_FLAKY: &str = "tok_flaky";
+/// The processor never answers for this card.
+pub const CARD_UNREACHABLE: &str = "tok_unreachable";
 /// How many attempts [`CARD_FLAKY`] fails before it is approved.
 pub const FLAKY_FAILURES: u32 = 2;
 
@@ -28,6 +30,7 @@ pub const FLAKY_FAILURES: u32 = 2;
 pub fn authorize(card: &str, amount_cents: i64, attempt: u32) -> Result<(), CardError> {
     match card {
         CARD_DECLINED => Err(CardError::Declined("insufficient funds".into())),
+        CARD_UNREACHABLE => Err(CardError::Unavailable("gateway timeout".into())),
         CARD_FLAKY if attempt <= FLAKY_FAILURES => {
             Err(CardError::Unavailable(format!("gateway timeout on attempt {attempt}")))
         }
@@ -49,6 +52,7 @@ mod tests {
         assert!(matches!(authorize(CARD_FLAKY, 400, 1), Err(CardError::Unavailable(_))));
         assert!(matches!(authorize(CARD_FLAKY, 400, 2), Err(CardError::Unavailable(_))));
         assert_eq!(authorize(CARD_FLAKY, 400, 3), Ok(()));
+        assert!(matches!(authorize(CARD_UNREACHABLE, 400, 99), Err(CardError::Unavailable(_))));
         assert!(matches!(authorize(CARD_OK, 0, 1), Err(CardError::Declined(_))));
     }
 }

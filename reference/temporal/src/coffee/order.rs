@@ -103,7 +103,8 @@ pub struct RawOrder {
     pub customer: String,
     /// Drinks, in brewing order.
     pub drinks: Vec<Drink>,
-    /// Card token (the processor's test tokens: `tok_visa`, `tok_chargeDeclined`, `tok_flaky`).
+    /// Card token (the processor's test tokens: `tok_visa`, `tok_chargeDeclined`,
+    /// `tok_flaky`, `tok_unreachable`).
     pub card: String,
     /// Pickup window in milliseconds.
     pub pickup_within_ms: u64,
@@ -218,7 +219,8 @@ pub enum Outcome {
         /// The charge.
         charge_id: String,
     },
-    /// The card was declined; nothing was charged, the order was cancelled.
+    /// The card was declined (or the processor never answered); nothing was charged, the
+    /// order was cancelled.
     Declined {
         /// The processor's reason.
         reason: String,

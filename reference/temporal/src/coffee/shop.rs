@@ -69,7 +69,8 @@ impl CoffeeShop {
     // ANCHOR: charge
     /// Charges the card once per key and returns the charge id. A repeated call finds
     /// the charge made by an earlier attempt and returns it without asking the
-    /// processor again.
+    /// processor again. (A real processor call would carry `key` as its idempotency key
+    /// too, for an attempt whose charge went through but whose row was never written.)
     pub async fn charge(
         &self,
         key: &str,

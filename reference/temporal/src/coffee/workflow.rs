@@ -56,7 +56,9 @@ impl CoffeeOrderWorkflow {
         let charge_id = match charged.await {
             Ok(id) => id,
             Err(e) => {
-                let Some(reason) = declined(&e) else { return Err(e.into()) };
+                // Declined, or the processor never answered within the retry policy: either
+                // way nothing was charged, and the order is cancelled.
+                let reason = declined(&e).unwrap_or_else(|| format!("not charged: {e}"));
                 close(ctx, &order_id, "declined").await?;
                 ctx.state_mut(|s| s.view.stage = Stage::Declined);
                 return Ok(Outcome::Declined { reason });

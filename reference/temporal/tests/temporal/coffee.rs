@@ -3,7 +3,7 @@
 
 use crate::helpers::{TestEnv, eventually};
 use std::time::Duration;
-use temporal_ref::coffee::cards::{CARD_DECLINED, CARD_FLAKY, CARD_OK, FLAKY_FAILURES};
+use temporal_ref::coffee::cards::{CARD_DECLINED, CARD_FLAKY, CARD_OK, CARD_UNREACHABLE, FLAKY_FAILURES};
 use temporal_ref::coffee::client::{customer_arrived, outcome, place_order, status};
 use temporal_ref::coffee::{CoffeeOrder, Drink, Outcome, Stage};
 use temporal_ref::history::activity_runs;
@@ -181,4 +181,26 @@ async fn brewing_that_keeps_failing_is_compensated_by_a_refund() {
     let runs = activity_runs(&env.client, &id).await.unwrap();
     assert_eq!(attempts_of(&runs, "brew_drink"), [5], "retried up to the policy's 5 attempts");
     assert_eq!(attempts_of(&runs, "refund"), [1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_processor_exhausts_the_policy_and_cancels_the_order() {
+    let env = TestEnv::new().await;
+    let id = env.id("unreachable");
+    let outcome = env
+        .with_worker(BREW, async {
+            let order = order(CARD_UNREACHABLE, Duration::from_secs(60));
+            place_order(&env.client, &env.task_queue, &id, order).await?;
+            outcome(&env.client, &id).await
+        })
+        .await
+        .unwrap();
+
+    let Outcome::Declined { reason } = outcome else { panic!("expected a cancellation, got {outcome:?}") };
+    assert!(reason.starts_with("not charged"), "{reason}");
+    let effects = env.shop.effects(&id).await.unwrap();
+    assert_eq!(effects.status.as_deref(), Some("declined"));
+    assert_eq!((effects.charges, effects.cups), (0, 0));
+    let runs = activity_runs(&env.client, &id).await.unwrap();
+    assert_eq!(attempts_of(&runs, "charge_card"), [5], "the policy's 5 attempts, then no more");
 }
