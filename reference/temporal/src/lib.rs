@@ -13,6 +13,7 @@ pub mod coffee;
 pub mod connect;
 pub mod db;
 pub mod history;
+pub mod program;
 pub mod retry;
 pub mod saga;
 pub mod worker;

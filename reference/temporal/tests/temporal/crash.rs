@@ -1,8 +1,9 @@
 //! Kill the worker process in the middle of a workflow, start another: the workflow completes,
 //! and every activity's effect exists exactly once.
 //!
-//! The worker is the real `coffee_worker` example binary (cargo builds examples with the tests),
-//! killed with SIGKILL: no graceful shutdown, no chance to report anything to the server.
+//! The worker is the `temporal_worker` binary (the `coffee_worker` example's program, which cargo
+//! builds before the tests), killed with SIGKILL: no graceful shutdown, no chance to report
+//! anything to the server.
 
 use crate::helpers::{TestEnv, WorkerProcess, eventually};
 use std::time::Duration;

@@ -86,10 +86,7 @@ pub struct WorkerProcess(Child);
 
 impl WorkerProcess {
     pub fn spawn(env: &TestEnv, brew_ms: u64, extra: &[&str]) -> Self {
-        let deps = std::env::current_exe().unwrap();
-        let bin = deps.parent().and_then(|d| d.parent()).unwrap().join("examples/coffee_worker");
-        assert!(bin.exists(), "{} is missing: cargo test builds it (cargo build --examples)", bin.display());
-        let child = Command::new(bin)
+        let child = Command::new(env!("CARGO_BIN_EXE_temporal_worker"))
             .args(["--task-queue", &env.task_queue, "--database", &env.database])
             .args(["--saga-database", &env.saga_database])
             .args(extra)
