@@ -75,6 +75,27 @@ async fn each_breakage_a_reader_would_see_is_reported_and_a_clean_page_passes() 
     assert_eq!(report.diagrams, 3, "good, bad, and index.html repeating the first chapter");
 }
 
+#[tokio::test]
+async fn side_arrows_over_a_column_widened_without_moving_them_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let book = dir.path().join("book");
+    write(
+        &book.join("book.toml"),
+        "[book]\ntitle = \"t\"\n\n[output.html]\nadditional-css = [\"wide.css\"]\n",
+    );
+    write(&book.join("wide.css"), ":root { --content-max-width: 1400px; }\n");
+    write(&book.join("src/SUMMARY.md"), "# Summary\n\n- [One](one.md)\n- [Two](two.md)\n");
+    write(&book.join("src/one.md"), "# One\n\nText.\n");
+    write(&book.join("src/two.md"), "# Two\n\nText.\n");
+    run(Command::new("mdbook").arg("build").arg(&book));
+    let report = check_site(&Options::new(book.join("book"))).await.unwrap();
+    let problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+    assert!(
+        problems.iter().any(|p| p.contains("a side navigation arrow covers the text column")),
+        "expected the arrows over the widened column to be reported; got {problems:?}"
+    );
+}
+
 #[test]
 fn the_listings_preprocessor_labels_and_dedents_in_a_real_build() {
     let dir = tempfile::tempdir().unwrap();
