@@ -5,8 +5,8 @@
 //! - a mermaid diagram that shows a syntax error, or never rendered;
 //! - a code block with nothing in it (an include that rendered nothing), or an include directive
 //!   left in the text;
-//! - a code block wider than its column (`scrollWidth > clientWidth`: the reader gets a
-//!   scrollbar and a cut line);
+//! - a code block or a table wider than its column (`scrollWidth > clientWidth`: the reader gets
+//!   a scrollbar and a cut line);
 //! - an internal link to a page that does not exist, or to an anchor the page does not have;
 //! - mdBook's side navigation arrows lying over the text column.
 //!
@@ -122,6 +122,10 @@ function collect() {
         break;
       }
     }
+  });
+  main.querySelectorAll('.table-wrapper').forEach((t, i) => {
+    if (t.scrollWidth > t.clientWidth + 1)
+      problems.push('table ' + (i + 1) + ' is ' + t.scrollWidth + ' px wide in a ' + t.clientWidth + ' px column');
   });
   // Built from parts, so that this listing, shown in the book, is not a directive itself.
   const directive = new RegExp('\\{\\{#' + 'include\\s+[^}]+\\}\\}');

@@ -43,8 +43,9 @@ fn build_book(dir: &Path) -> std::path::PathBuf {
         &format!(
             "# Bad\n\n```mermaid\nsequenceDiagram\n    A->>B: BEGIN; INSERT; COMMIT\n```\n\n\
              ```text\n{{{{#include ../../code/empty.txt}}}}\n```\n\n```text\n{}\n```\n\n\
-             [gone](missing.md) and [no anchor](good.md#nowhere)\n",
-            "wide ".repeat(80)
+             [gone](missing.md) and [no anchor](good.md#nowhere)\n\n| a | b |\n|---|---|\n| `{}` | b |\n",
+            "wide ".repeat(80),
+            "x".repeat(300)
         ),
     );
     run(Command::new("mdbook-mermaid").arg("install").arg(&book));
@@ -66,6 +67,7 @@ async fn each_breakage_a_reader_would_see_is_reported_and_a_clean_page_passes() 
         "code block 2 is ",
         "missing.html does not exist",
         "good.html has no element with id `nowhere`",
+        "table 1 is ",
     ];
     for e in expect {
         assert!(problems.iter().any(|p| p.contains(e)), "expected a problem containing {e:?}; got:\n{all}");
