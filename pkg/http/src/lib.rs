@@ -27,6 +27,7 @@ use std::time::Instant;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+// ANCHOR: error_body
 /// The error body every endpoint returns.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -48,6 +49,7 @@ pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) ->
     let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message: message.into() } };
     (status, axum::Json(body)).into_response()
 }
+// ANCHOR_END: error_body
 
 fn duration_histogram() -> &'static Histogram<f64> {
     static H: OnceLock<Histogram<f64>> = OnceLock::new();
