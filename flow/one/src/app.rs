@@ -26,6 +26,7 @@ pub struct App {
     producer: Producer,
     pool: PgPool,
     drain_timeout: Duration,
+    lame_duck: Duration,
 }
 
 impl std::fmt::Debug for App {
@@ -91,6 +92,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         producer,
         pool,
         drain_timeout: Duration::from_millis(settings.shutdown.drain_timeout_ms),
+        lame_duck: Duration::from_millis(settings.shutdown.lame_duck_ms),
     })
 }
 // ANCHOR_END: build
@@ -116,13 +118,14 @@ impl App {
         let relay_stop = Shutdown::new();
         let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
 
-        let server = cruncan_http::serve(self.listener, self.router, shutdown.clone());
+        let server =
+            cruncan_http::serve_draining(self.listener, self.router, shutdown.clone(), self.lame_duck);
         tokio::pin!(server);
         tokio::select! {
             result = &mut server => result?,
             () = async {
                 shutdown.wait().await;
-                tokio::time::sleep(self.drain_timeout).await;
+                tokio::time::sleep(self.lame_duck + self.drain_timeout).await;
             } => tracing::warn!(timeout = ?self.drain_timeout, "in-flight requests did not finish in time"),
         }
         tracing::info!("HTTP server stopped; draining the outbox");

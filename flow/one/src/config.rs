@@ -147,6 +147,10 @@ pub struct TelemetrySettings {
 pub struct ShutdownSettings {
     /// How long in-flight requests may take after SIGTERM.
     pub drain_timeout_ms: u64,
+    /// After SIGTERM, keep serving this long with `Connection: close` on every response, so
+    /// keep-alive clients leave before idle connections are closed.
+    #[serde(default)]
+    pub lame_duck_ms: u64,
 }
 
 impl Settings {

@@ -160,15 +160,46 @@ pub fn health_routes(ready: ReadinessCheck) -> Router {
 // ANCHOR_END: health_routes
 
 /// Serves `router` on `listener` until `shutdown` fires, then stops accepting and waits for
-/// in-flight requests.
+/// in-flight requests (answered with `Connection: close`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown.wait()).await?;
+    serve_draining(listener, router, shutdown, std::time::Duration::ZERO).await
+}
+
+// ANCHOR: serve_draining
+/// Like [`serve`], with a lame-duck period: when `shutdown` fires the server keeps serving for
+/// `lame_duck`, but every response carries `Connection: close`, so keep-alive clients open a new
+/// connection (to another replica) for their next request instead of racing the close of an
+/// idle one; then it stops accepting, closes idle connections and waits for in-flight requests.
+pub async fn serve_draining(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+    lame_duck: std::time::Duration,
+) -> anyhow::Result<()> {
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&draining);
+    let router = router.layer(axum::middleware::map_response(move |mut response: Response| {
+        let closing = flag.load(std::sync::atomic::Ordering::Relaxed);
+        async move {
+            if closing {
+                response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            }
+            response
+        }
+    }));
+    let stop = async move {
+        shutdown.wait().await;
+        draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(lame_duck).await;
+    };
+    axum::serve(listener, router).with_graceful_shutdown(stop).await?;
     Ok(())
 }
+// ANCHOR_END: serve_draining
 
 #[cfg(test)]
 mod tests {

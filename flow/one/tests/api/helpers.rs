@@ -25,6 +25,7 @@ pub fn settings(db: &DatabaseSettings) -> Settings {
     s.kafka.brokers = brokers();
     s.kafka.topic = unique_name("one-test");
     s.outbox.poll_interval_ms = 500;
+    s.shutdown.lame_duck_ms = 0;
     s.snowflake.node_id = Some(1);
     s
 }

@@ -104,3 +104,22 @@ async fn sigterm_during_a_burst_loses_nothing_and_exits_zero() {
         assert_eq!((rows, outbox), (1, 1), "request {id} lost");
     }
 }
+
+// ANCHOR: lame_duck_test
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sigterm_keep_alive_clients_are_told_to_close_before_the_server_stops() {
+    let mut s = crate::helpers::settings(&test_database().await);
+    s.shutdown.lame_duck_ms = 1_500;
+    let app = crate::helpers::spawn_with(s).await;
+    let first = app.post_one(&valid_body()).await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("connection").is_none(), "keep-alive while running");
+
+    app.shutdown.trigger();
+    // The same keep-alive client, during the lame-duck period: served, and told to go away.
+    let during = app.post_one(&valid_body()).await;
+    assert_eq!(during.status(), 201, "still serving during the lame-duck period");
+    assert_eq!(during.headers().get("connection").and_then(|v| v.to_str().ok()), Some("close"));
+    app.handle.await.unwrap().unwrap();
+}
+// ANCHOR_END: lame_duck_test
