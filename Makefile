@@ -5,7 +5,7 @@ STACK := scripts/stack.sh
 # Programs and tests read these; the defaults in code are the same, this just makes them visible.
 ENV := eval "$$($(STACK) env)"
 
-PHONY_EXTRA := stack-observability flow-docker bench bench-quick bench-durable bench-publish check-collector
+PHONY_EXTRA := stack-observability flow-docker bench bench-quick bench-durable bench-publish check-collector up-temporal down-temporal
 .PHONY: $(PHONY_EXTRA) help up down status env run demo test fmt lint unit book book-serve tools
 
 help: ## list the targets
@@ -16,12 +16,21 @@ up: ## start PostgreSQL, Kafka, Redis, NATS on loopback (idempotent) and print t
 
 down: ## stop everything `make up` started
 	@$(STACK) down
+	@scripts/temporal.sh down
+
+up-temporal: ## start the Temporal dev server on 127.0.0.1:17233 (CLI built once, ~4–8 min, cached)
+	@scripts/temporal.sh up
+
+down-temporal: ## stop the Temporal dev server
+	@scripts/temporal.sh down
 
 status: ## one line per service
 	@$(STACK) status
+	@scripts/temporal.sh status || true  # optional: only reference/temporal needs it
 
 env: ## the environment variables programs and tests read (eval "$(make -s env)")
 	@$(STACK) env
+	@scripts/temporal.sh env
 
 run: ## the whole flow: stack, one (:8080), two (:8081), stub (:8090); Ctrl-C stops it
 	@scripts/run-flow.sh
@@ -63,6 +72,7 @@ tools: ## install protoc, mdbook and mdbook-mermaid when missing
 test: up tools ## the one test command: fmt, clippy, every test against the real stack, the book
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	@scripts/temporal.sh up
 	$(ENV); cargo test --workspace --no-fail-fast
 	@scripts/check-collector.sh
 	@$(MAKE) --no-print-directory book
@@ -76,11 +86,12 @@ fmt: ## format the code
 lint: ## clippy, warnings are errors
 	cargo clippy --workspace --all-targets -- -D warnings
 
-book: tools ## check every include, then build the book into book/book
+book: tools ## check every include, build the book into book/book, render every page in headless Chromium
 	cargo run -q -p book-check
 	@[ -f book/mermaid.min.js ] || mdbook-mermaid install book >/dev/null
 	mdbook build book
+	cargo run -q -p book-check --bin book-browser
 
-book-serve: tools ## serve the book on http://127.0.0.1:3000 with live reload
+book-serve: tools ## serve the book on http://127.0.0.1:3001 with live reload (Grafana has :3000)
 	@[ -f book/mermaid.min.js ] || mdbook-mermaid install book >/dev/null
-	mdbook serve book --hostname 127.0.0.1 --port 3000
+	mdbook serve book --hostname 127.0.0.1 --port 3001

@@ -22,6 +22,8 @@ KAFKA_PORT="${CRUNCAN_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${CRUNCAN_KAFKA_CONTROLLER_PORT:-19093}"
 REDIS_PORT="${CRUNCAN_REDIS_PORT:-16379}"
 NATS_PORT="${CRUNCAN_NATS_PORT:-14222}"
+SMTP_PORT="${CRUNCAN_SMTP_PORT:-11025}"
+SMTP_WEB_PORT="${CRUNCAN_SMTP_WEB_PORT:-18025}"
 PG_PASSWORD=postgres
 
 say() { printf '\033[1mstack:\033[0m %s\n' "$*" >&2; }
@@ -34,6 +36,8 @@ export DATABASE_URL=postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres
 export KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 export NATS_URL=nats://127.0.0.1:$NATS_PORT
+export SMTP_URL=smtp://127.0.0.1:$SMTP_PORT
+export SMTP_API_URL=http://127.0.0.1:$SMTP_WEB_PORT
 EOF
   # ANCHOR_END: print_env
 }
@@ -77,6 +81,9 @@ ensure_packages() {
   command -v java >/dev/null || missing+=(default-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
   command -v python3 >/dev/null || missing+=(python3)
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+  command -v curl >/dev/null || missing+=(curl)
   ((${#missing[@]} == 0)) && return 0
   if as_root; then
     say "installing ${missing[*]} (apt-get)"
@@ -153,6 +160,21 @@ EOF
 
 pg_ready() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" -t 2; }
 
+# CRUNCAN_PG_DURABLE=1: commits are really flushed (fsync, synchronous_commit, full_page_writes on),
+# for measuring what a production database allows; =0 goes back to the fast throw-away settings;
+# unset leaves the running server as it is. All three settings apply on reload, no restart.
+pg_durability() {
+  local sql
+  case "${CRUNCAN_PG_DURABLE:-}" in
+    1) sql="ALTER SYSTEM SET fsync = on; ALTER SYSTEM SET synchronous_commit = on; ALTER SYSTEM SET full_page_writes = on;" ;;
+    0) sql="ALTER SYSTEM RESET fsync; ALTER SYSTEM RESET synchronous_commit; ALTER SYSTEM RESET full_page_writes;" ;;
+    *) return 0 ;;
+  esac
+  PGPASSWORD=$PG_PASSWORD psql -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
+    -c "$sql" -c "SELECT pg_reload_conf();" >/dev/null || die "could not change PostgreSQL's durability settings"
+  say "PostgreSQL durability: $(PGPASSWORD=$PG_PASSWORD psql -qtA -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c 'SHOW fsync') (CRUNCAN_PG_DURABLE=$CRUNCAN_PG_DURABLE)"
+}
+
 pg_down() {
   local bin data
   bin=$(pg_bin) || return 0
@@ -196,6 +218,47 @@ nats_ready() (
   read -r -t 2 info <&3 || exit 1
   [[ "$info" == INFO* && "$info" == *'"jetstream":true'* ]]
 )
+
+# --- SMTP sink -----------------------------------------------------------------------------------
+# maildev (npm, pinned by scripts/smtp-sink/package-lock.json) run with the machine's node: it keeps
+# every message it receives and shows them in a web UI and a REST API (GET /email) on SMTP_WEB_PORT.
+
+SMTP_SINK_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/cruncan/smtp-sink-$(cksum <"$ROOT/scripts/smtp-sink/package-lock.json" | cut -d' ' -f1)"
+
+smtp_install() {
+  [[ -f "$SMTP_SINK_DIR/.installed" ]] && return 0
+  command -v node >/dev/null && command -v npm >/dev/null \
+    || die "the SMTP sink needs node and npm (Debian: apt-get install -y nodejs npm)"
+  say "installing the SMTP sink (maildev, npm ci; once, cached in $SMTP_SINK_DIR)"
+  mkdir -p "$SMTP_SINK_DIR"
+  cp "$ROOT/scripts/smtp-sink/package.json" "$ROOT/scripts/smtp-sink/package-lock.json" "$SMTP_SINK_DIR/"
+  (cd "$SMTP_SINK_DIR" && npm ci --omit=dev --no-audit --no-fund) >"$LOGS/smtp-install.log" 2>&1 \
+    || die "installing maildev failed; see $LOGS/smtp-install.log"
+  touch "$SMTP_SINK_DIR/.installed"
+}
+
+smtp_up() {
+  if smtp_ready; then return 0; fi
+  claim_port smtp "$SMTP_PORT" "$RUN/smtp.pid"
+  claim_port smtp_web "$SMTP_WEB_PORT" "$RUN/smtp.pid"
+  smtp_install
+  mkdir -p "$STATE/smtp"
+  say "starting the SMTP sink (maildev) on 127.0.0.1:$SMTP_PORT, UI and API on http://127.0.0.1:$SMTP_WEB_PORT"
+  setsid nohup node "$SMTP_SINK_DIR/node_modules/maildev/bin/maildev" --ip 127.0.0.1 --web-ip 127.0.0.1 \
+    -s "$SMTP_PORT" -w "$SMTP_WEB_PORT" --mail-directory "$STATE/smtp" </dev/null >"$LOGS/smtp.log" 2>&1 &
+  echo $! >"$RUN/smtp.pid"
+  wait_for "SMTP sink" "$LOGS/smtp.log" 30 smtp_ready
+}
+
+# The SMTP port greets and the API answers.
+smtp_ready() (
+  exec 2>/dev/null 3<>"/dev/tcp/127.0.0.1/$SMTP_PORT" || exit 1
+  read -r -t 2 greeting <&3 || exit 1
+  [[ "$greeting" == 220* ]] || exit 1
+  curl -fsS -m 2 "http://127.0.0.1:$SMTP_WEB_PORT/healthz" >/dev/null
+)
+
+smtp_down() { stop_pid "SMTP sink" "$RUN/smtp.pid"; }
 
 # --- Kafka ---------------------------------------------------------------------------------------
 
@@ -277,10 +340,12 @@ up() {
   else
     ensure_packages
     pg_up
+    pg_durability
     redis_up
     nats_up
     kafka_up
   fi
+  smtp_up
   say "all services answer"
   print_env
 }
@@ -288,9 +353,11 @@ up() {
 down() {
   if use_docker; then
     compose down
+    smtp_down
     return
   fi
   stop_pid Kafka "$RUN/kafka.pid"
+  smtp_down
   stop_pid NATS "$RUN/nats.pid"
   stop_pid Redis "$RUN/redis.pid"
   pg_down
@@ -303,6 +370,7 @@ status() {
   line kafka kafka_ready "127.0.0.1:$KAFKA_PORT"
   line redis redis_ready "127.0.0.1:$REDIS_PORT"
   line nats nats_ready "127.0.0.1:$NATS_PORT"
+  line smtp smtp_ready "127.0.0.1:$SMTP_PORT (UI/API http://127.0.0.1:$SMTP_WEB_PORT)"
   return $rc
 }
 

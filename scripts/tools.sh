@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Installs the build tools the project needs when they are missing (idempotent, fast when present):
-# protoc (Debian protobuf-compiler), promtool (Debian prometheus), mdbook and mdbook-mermaid (cargo install --locked, cached in
-# ~/.cargo/bin).
+# protoc (Debian protobuf-compiler), promtool (Debian prometheus), chromium and chromedriver (Debian, for the book's
+# browser check), mdbook and mdbook-mermaid (cargo install --locked, cached in ~/.cargo/bin).
 set -euo pipefail
 need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+# The Temporal SDK's proto build imports the well-known types (google/protobuf/*.proto).
+[[ -f /usr/include/google/protobuf/duration.proto ]] || need_apt+=(libprotobuf-dev)
 command -v promtool >/dev/null || need_apt+=(prometheus)  # promtool checks grafanastack/prometheus.yml
+# The book's browser check renders every page in Debian's headless Chromium through chromedriver.
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]]; then
     DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"

@@ -284,7 +284,8 @@ mod tests {
     fn production_manifests_have_a_disruption_budget_and_production_topics() {
         for (file, service) in [("deploy/k8s/one.yaml", "one"), ("deploy/k8s/two.yaml", "two")] {
             let docs = yaml_docs(&root().join(file)).unwrap();
-            let pdb = docs.iter().find(|d| d["kind"] == "PodDisruptionBudget").expect("a PodDisruptionBudget");
+            let pdb =
+                docs.iter().find(|d| d["kind"] == "PodDisruptionBudget").expect("a PodDisruptionBudget");
             let (dep, _) = deployment(file);
             assert_eq!(
                 s(pdb, &["spec", "selector", "matchLabels"]),

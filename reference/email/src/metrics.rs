@@ -55,6 +55,7 @@ impl Metrics {
                 .f64_histogram("email.send.duration")
                 .with_unit("s")
                 .with_description("SMTP send time")
+                .with_boundaries(cruncan_telemetry::SECONDS_BOUNDARIES.to_vec())
                 .build(),
             in_flight: meter
                 .i64_up_down_counter("email.worker.in_flight")
