@@ -75,20 +75,7 @@ pub enum RepoError {
 
 impl From<sqlx::Error> for RepoError {
     fn from(e: sqlx::Error) -> Self {
-        let unavailable = match &e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed => true,
-            // Class 08 (connection exception) and 57P0x (server shutting down).
-            sqlx::Error::Database(db) => {
-                db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P0"))
-            }
-            _ => false,
-        };
-        if unavailable { Self::Unavailable(e.into()) } else { Self::Other(e.into()) }
+        if cruncan_db::is_unavailable(&e) { Self::Unavailable(e.into()) } else { Self::Other(e.into()) }
     }
 }
 

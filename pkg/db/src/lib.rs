@@ -182,6 +182,24 @@ pub async fn migrate(
 }
 // ANCHOR_END: migrate
 
+// ANCHOR: is_unavailable
+/// Whether `e` means the database cannot be reached right now (connection refused or lost, pool
+/// exhausted, server shutting down): worth a 503 and a retry, unlike a bug in a query.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08 (connection exception) and 57P0x (server shutting down).
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+        _ => false,
+    }
+}
+// ANCHOR_END: is_unavailable
+
 /// Checks that the database answers, within `timeout`.
 pub async fn ping(pool: &PgPool, timeout: Duration) -> anyhow::Result<()> {
     tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(pool))

@@ -102,10 +102,9 @@ impl IntoResponse for ApiError {
 
 /// A database error: unreachable or exhausted is 503, anything else is a bug.
 pub fn db(e: sqlx::Error) -> ApiError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-            ApiError::Unavailable(e.into())
-        }
-        other => ApiError::Unexpected(other.into()),
+    if cruncan_db::is_unavailable(&e) {
+        ApiError::Unavailable(e.into())
+    } else {
+        ApiError::Unexpected(e.into())
     }
 }
