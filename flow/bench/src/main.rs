@@ -22,6 +22,19 @@ use std::time::{Duration, Instant};
 enum Cli {
     /// Run every scenario and write the report.
     Run(RunArgs),
+    /// Closed-loop POST /one load against a running one, for profiling it (`perf record -p PID`
+    /// while this runs); prints throughput and latency percentiles.
+    Load {
+        /// The endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:8080/one")]
+        url: String,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Seconds of load (at most 120).
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+    },
     /// A bare axum server answering POST /one with 201 (the HTTP ceiling).
     BareServer {
         /// Port to listen on.
@@ -64,6 +77,20 @@ const BARE_PORT: u16 = 18199;
 fn main() -> anyhow::Result<()> {
     match Cli::parse() {
         Cli::BareServer { port } => limits::bare_server(port),
+        Cli::Load { url, connections, secs } => {
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
+                let d = Duration::from_secs(secs.min(120));
+                let run = closed_loop(post_op(client(connections)?, url), connections, d).await?;
+                let [p50, p90, p99, max] = percentiles_ms(&run.latency);
+                println!(
+                    "{:.0} req/s ok {} errors {} p50 {p50:.2} ms p90 {p90:.2} p99 {p99:.2} max {max:.2}",
+                    run.throughput(),
+                    run.ok,
+                    run.failed
+                );
+                Ok(())
+            })
+        }
         Cli::Run(args) => {
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args))
         }
@@ -172,18 +199,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         &logs.join("one.log"),
     )?;
     let stub_url = format!("http://127.0.0.1:{STUB_PORT}");
-    let two = Proc::spawn(
-        "two",
-        two_command(
-            &bin("two"),
-            &args,
-            TWO_PORT,
-            &topic,
-            &format!("bench-{stamp}"),
-            &format!("bench_two_{stamp}"),
-        ),
-        &logs.join("two.log"),
-    )?;
     let bare = Proc::spawn(
         "bare axum",
         {
@@ -195,11 +210,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     )?;
     wait_http(&format!("{stub_url}/healthz"), "stub").await?;
     wait_http(&format!("http://127.0.0.1:{ONE_PORT}/readyz"), "one").await?;
-    wait_http(&format!("http://127.0.0.1:{TWO_PORT}/readyz"), "two").await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (idle_one, idle_two) = (one.rss_kib(), two.rss_kib());
+    let idle_one = one.rss_kib();
     let stop_rss = Arc::new(AtomicBool::new(false));
-    let rss = sample_rss(vec![("one", one.pid()), ("two", two.pid())], stop_rss.clone());
+    let rss = sample_rss(vec![("one", one.pid())], stop_rss.clone());
 
     // 1. Closed loop, beside pgbench running one's transaction and the bare-axum ceiling.
     let one_url = format!("http://127.0.0.1:{ONE_PORT}/one");
@@ -239,6 +253,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             limit: None,
         });
     }
+
+    // two starts only now: on this 2-core machine a consumer running beside scenario 1 would take
+    // CPU from one and PostgreSQL that pgbench, its limit, has to itself. In production they run on
+    // different machines. It first drains the backlog scenario 1 left.
+    let two = Proc::spawn(
+        "two",
+        two_command(
+            &bin("two"),
+            &args,
+            TWO_PORT,
+            &topic,
+            &format!("bench-{stamp}"),
+            &format!("bench_two_{stamp}"),
+        ),
+        &logs.join("two.log"),
+    )?;
+    wait_http(&format!("http://127.0.0.1:{TWO_PORT}/readyz"), "two").await?;
+    let idle_two = two.rss_kib();
+    let two_rss = sample_rss(vec![("two", two.pid())], stop_rss.clone());
 
     // 2. and 3. Half the best rate, open loop, once two has caught up; end to end, by stage.
     eprintln!("bench: waiting for two to deliver the {accepted} closed-loop requests");
@@ -344,6 +377,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // 5. Memory.
     let mut peaks = rss.await?;
+    peaks.extend(two_rss.await?);
     peaks.extend(drain_rss.await?);
     drop((one, two, stub, bare));
     let mib = |kib: u64| kib as f64 / 1024.0;

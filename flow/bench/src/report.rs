@@ -146,7 +146,9 @@ fn limits_prose(s: &Summary) -> String {
          transactions/s for pgbench running one's own transaction ({:.0} % and {:.0} %). pgbench sends \
          SQL and reads a status; one also parses HTTP and JSON, validates, logs, builds spans and \
          metrics, and its relay claims, publishes and marks every row — all on the same cores as \
-         PostgreSQL, Kafka and the load generator.\n\
+         PostgreSQL, Kafka and the load generator (two is started only after this scenario, so \
+         that on this 2-core machine it does not take the CPU pgbench had to itself). Concurrent \
+         requests share statements and commits (group commit, `writes.*`).\n\
          - **End to end** p99 is {:.1} ms at {:.0} requests/s; its largest stage p99 is the one to \
          work on (relay {:.1} ms, producer and broker {:.1} ms, two {:.1} ms).\n\
          - **two** drained {:.0} messages/s with {} lanes; the load generator alone posts the same \
@@ -182,6 +184,7 @@ const KNOBS: &str = "
 | knob | what it does |
 |---|---|
 | `database.max_connections` (one, two) | pool size; beyond what the cores can serve it only adds queueing |
+| `writes.max_batch`, `writes.concurrency` (one) | group commit: requests per statement, statements in flight; `max_batch: 1` is one transaction per request |
 | `outbox.batch_size` (one) | rows claimed and published per relay transaction |
 | `outbox.batch_window_ms` (one) | after a wake-up, wait this long so concurrent requests share one relay round |
 | `outbox.poll_interval_ms` (one) | how often the relay looks for rows no wake-up announced (other replicas') |

@@ -1,6 +1,7 @@
 //! Wiring: `build(settings)` makes the whole service (bound to its port, which may be 0 in tests)
 //! and `run_until_stopped(shutdown)` runs it until the shutdown signal, then drains.
 
+use crate::batch::Batcher;
 use crate::config::Settings;
 use crate::http::{AppState, router};
 use crate::outbox::Relay;
@@ -58,6 +59,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     })?;
     let relay = Relay::new(pool.clone(), producer.clone(), settings.kafka.clone(), settings.outbox.clone());
 
+    let batcher = (settings.writes.max_batch > 1).then(|| {
+        Batcher::spawn(pool.clone(), relay.waker(), settings.writes.max_batch, settings.writes.concurrency)
+    });
+
     // ANCHOR: readiness
     // Ready = can accept requests = the database answers. The broker is deliberately not part
     // of it: the outbox exists so requests are accepted while Kafka is away; its state shows in
@@ -71,7 +76,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     };
     // ANCHOR_END: readiness
     let state = AppState {
-        repo: Arc::new(TracedRepository(PgRequestRepository::new(pool.clone(), relay.waker()))),
+        repo: Arc::new(TracedRepository(PgRequestRepository::new(pool.clone(), relay.waker(), batcher))),
         ids,
         limits: Arc::new(settings.limits.clone()),
         topic: settings.kafka.topic.as_str().into(),

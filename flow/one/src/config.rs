@@ -54,6 +54,8 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     /// Outbox relay.
     pub outbox: OutboxSettings,
+    /// Group commit of plain requests.
+    pub writes: WriteSettings,
     /// Input limits.
     pub limits: Limits,
     /// Snowflake ids.
@@ -65,6 +67,15 @@ pub struct Settings {
     /// Pod IP (from `POD_IP`), for the Snowflake node id.
     #[serde(default)]
     pub pod_ip: Option<String>,
+}
+
+/// Group commit: requests that arrive while writes are in flight are stored by one statement.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WriteSettings {
+    /// Most requests per statement; 1 turns group commit off (one transaction per request).
+    pub max_batch: usize,
+    /// Batches in flight at once (each holds one pool connection while it runs).
+    pub concurrency: usize,
 }
 
 /// HTTP server settings.

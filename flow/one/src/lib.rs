@@ -3,6 +3,7 @@
 //! same process publishes the outbox to Kafka. See the book's chapters on service one.
 
 pub mod app;
+pub mod batch;
 pub mod config;
 pub mod domain;
 pub mod http;

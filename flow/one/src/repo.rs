@@ -1,6 +1,8 @@
 //! The request repository: a trait, its PostgreSQL implementation (request row, outbox row and
-//! idempotency key in one transaction), and a tracing decorator.
+//! idempotency key in one transaction; plain requests through the group-commit [`Batcher`]), and
+//! a tracing decorator.
 
+use crate::batch::{Batcher, NewRow};
 use crate::outbox::OutboxWaker;
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -105,12 +107,15 @@ pub trait RequestRepository: Send + Sync + 'static {
 pub struct PgRequestRepository {
     pool: PgPool,
     relay: OutboxWaker,
+    batcher: Option<Batcher>,
 }
 
 impl PgRequestRepository {
     /// A repository over `pool` that wakes `relay` after each commit that wrote an outbox row.
-    pub fn new(pool: PgPool, relay: OutboxWaker) -> Self {
-        Self { pool, relay }
+    /// With `batcher`, requests without an idempotency key are written through it (group commit);
+    /// without, each in its own statement.
+    pub fn new(pool: PgPool, relay: OutboxWaker, batcher: Option<Batcher>) -> Self {
+        Self { pool, relay, batcher }
     }
 
     async fn earlier_outcome(&self, key: &IdempotencyKey) -> Result<Option<Created>, RepoError> {
@@ -148,6 +153,22 @@ impl RequestRepository for PgRequestRepository {
             return Ok(earlier);
         }
         let req_id = id.to_string();
+        if let (None, Some(batcher)) = (idempotency, &self.batcher) {
+            let batch_size = batcher
+                .insert(NewRow {
+                    req_id,
+                    user_id: request.user_id.clone(),
+                    created_at: now,
+                    req: serde_json::to_value(request).map_err(|e| RepoError::Other(e.into()))?,
+                    topic: outbox.topic.clone(),
+                    key: outbox.key.clone(),
+                    payload: outbox.payload.clone(),
+                    headers: serde_json::to_value(&outbox.headers).map_err(|e| RepoError::Other(e.into()))?,
+                })
+                .await?;
+            tracing::Span::current().record("db.operation.batch.size", batch_size);
+            return Ok(Created::New);
+        }
         // One statement, so one round trip and its own transaction: the request row, its outbox
         // row and (with a key) the idempotency row commit together or not at all.
         let query = match idempotency {
@@ -262,6 +283,7 @@ fn db_span(name: &'static str, operation: &'static str, id: Id) -> tracing::Span
         db.operation.name = operation,
         db.collection.name = "request",
         request_id = %id,
+        db.operation.batch.size = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
     )

@@ -90,6 +90,8 @@ pub struct TelemetryGuard {
     tracer: SdkTracerProvider,
     logger: Option<SdkLoggerProvider>,
     meter: Option<SdkMeterProvider>,
+    /// The thread writing log lines to stdout; dropping it writes what is still queued.
+    log_writer: Option<tracing_appender::non_blocking::WorkerGuard>,
     done: bool,
 }
 
@@ -121,6 +123,7 @@ impl TelemetryGuard {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
+        drop(self.log_writer.take());
         if let Err(e) = self.tracer.shutdown() {
             eprintln!("telemetry: flushing traces failed: {e}");
         }
@@ -164,11 +167,26 @@ where
 }
 // ANCHOR_END: run_service
 
+// ANCHOR: log_writer
 /// Installs telemetry for the process with JSON logs on stdout. Call once, early in `main`, inside
 /// the Tokio runtime (the gRPC exporter needs it).
+///
+/// Log lines are written by a thread of their own, not by the async worker that logged them: a
+/// slow or full stdout pipe must not stall request handling, and the writer thread batches the
+/// lines queued meanwhile into one `write` (a `BufWriter` it flushes whenever its queue is
+/// empty) instead of one system call per line. Nothing is dropped: past 128k queued lines the
+/// logging thread waits (backpressure) rather than losing lines silently.
 pub fn init_telemetry(cfg: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
-    init_telemetry_with_writer(cfg, std::io::stdout)
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(128_000)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
+    let mut telemetry = init_telemetry_with_writer(cfg, writer)?;
+    telemetry.log_writer = Some(guard);
+    Ok(telemetry)
 }
+// ANCHOR_END: log_writer
 
 // ANCHOR: init_telemetry
 /// Like [`init_telemetry`], with the JSON log lines going to `writer` (tests capture them).
@@ -225,7 +243,7 @@ where
         .try_init()
         .context("a global tracing subscriber is already installed")?;
 
-    Ok(TelemetryGuard { tracer: tracer_provider, logger, meter, done: false })
+    Ok(TelemetryGuard { tracer: tracer_provider, logger, meter, log_writer: None, done: false })
 }
 // ANCHOR_END: init_telemetry
 

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic: that is its failure report
 
 mod availability;
+mod batch;
 mod create;
 mod helpers;
 mod idempotency;

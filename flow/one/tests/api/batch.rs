@@ -1,0 +1,90 @@
+//! Group commit: concurrent plain requests share statements, each is stored exactly once, and a
+//! row that cannot be stored fails only its own request.
+
+use crate::helpers::{spawn_app, test_database, valid_body};
+use chrono::Utc;
+use futures::future::join_all;
+use one::batch::{Batcher, NewRow};
+use one::outbox::OutboxWaker;
+use one::repo::RepoError;
+
+fn row(req_id: &str) -> NewRow {
+    NewRow {
+        req_id: req_id.into(),
+        user_id: "u".into(),
+        created_at: Utc::now(),
+        req: serde_json::json!({"user_id": "u", "prompt": "p", "data": []}),
+        topic: "t".into(),
+        key: req_id.into(),
+        payload: req_id.as_bytes().to_vec(),
+        headers: serde_json::json!({}),
+    }
+}
+
+async fn migrated_pool() -> sqlx::PgPool {
+    let db = test_database().await;
+    let pool = db.lazy_pool();
+    one::MIGRATOR.run(&pool).await.unwrap();
+    pool
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_queued_behind_a_write_in_flight_share_one_statement() {
+    let pool = migrated_pool().await;
+    // One writer at a time: while the first batch is in flight, the other 49 rows queue.
+    let batcher = Batcher::spawn(pool.clone(), OutboxWaker::default(), 64, 1);
+    let ids: Vec<String> = (0..50).map(|i| format!("{i:020}")).collect();
+    let sizes: Vec<usize> = join_all(ids.iter().map(|id| batcher.insert(row(id))))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(sizes.iter().any(|&s| s > 1), "some rows were committed together: {sizes:?}");
+
+    let requests: i64 = sqlx::query_scalar("SELECT count(*) FROM request").fetch_one(&pool).await.unwrap();
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT key FROM outbox ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(requests, 50, "every request stored once");
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(sorted, ids, "one outbox row per request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_that_cannot_be_stored_fails_alone() {
+    let pool = migrated_pool().await;
+    let batcher = Batcher::spawn(pool.clone(), OutboxWaker::default(), 64, 1);
+    batcher.insert(row("taken")).await.unwrap();
+    // A primary-key clash inside a batch: the batch statement fails, its rows are retried one by one.
+    let mut ids: Vec<String> = (0..9).map(|i| format!("ok-{i}")).collect();
+    ids.insert(4, "taken".into());
+    let results = join_all(ids.iter().map(|id| batcher.insert(row(id)))).await;
+    for (id, result) in ids.iter().zip(&results) {
+        match (id.as_str(), result) {
+            ("taken", Err(RepoError::Other(e))) => assert!(e.to_string().contains("duplicate key"), "{e}"),
+            ("taken", other) => panic!("the clashing row must fail on its own: {other:?}"),
+            (_, r) => assert!(r.is_ok(), "{id}: {r:?}"),
+        }
+    }
+    let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&pool).await.unwrap();
+    assert_eq!(outbox, 10, "the first 'taken' and the nine others");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_posts_are_each_stored_and_published_once() {
+    let app = spawn_app().await;
+    let body = valid_body();
+    let responses = join_all((0..64).map(|_| app.post_one(&body))).await;
+    let mut ids = Vec::new();
+    for r in responses {
+        assert_eq!(r.status(), 201);
+        let body: serde_json::Value = r.json().await.unwrap();
+        ids.push(body["request_id"].as_str().unwrap().to_owned());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 64);
+    assert_eq!(app.count("request").await, 64);
+    assert_eq!(app.count("outbox").await, 64);
+    app.stop().await;
+}
