@@ -222,9 +222,11 @@ impl FlowWorld {
             .clone();
         let event = OneRequestEvent {
             request_id: id.to_owned(),
-            user_id: "bdd-user".into(),
-            prompt: "from a feature".into(),
-            data: vec![DataEntry { key: "k".into(), value: "v".into() }],
+            request: cruncan_model::OneRequest {
+                user_id: "bdd-user".into(),
+                prompt: "from a feature".into(),
+                data: vec![DataEntry { key: "k".into(), value: "v".into() }],
+            },
             created_at: chrono::Utc::now(),
         };
         producer
@@ -338,11 +340,8 @@ async fn post_case(w: &mut FlowWorld, case: String) {
 async fn error_response(w: &mut FlowWorld, status: u16, code: String) {
     let (got, body) = w.responses.last().cloned().unwrap();
     assert_eq!(got, status, "expected status {status}, saw {got}: {body}");
-    assert_eq!(body["error"]["code"], code.as_str(), "expected error code {code:?}, saw {body}");
-    assert!(
-        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "expected a message, saw {body}"
-    );
+    assert_eq!(body["code"], code.as_str(), "expected error code {code:?}, saw {body}");
+    assert!(body["detail"].as_str().is_some_and(|m| !m.is_empty()), "expected a message, saw {body}");
 }
 
 #[then("nothing is stored or published")]

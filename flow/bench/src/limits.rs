@@ -143,9 +143,11 @@ pub async fn produce(brokers: &str, topic: &str, n: usize) -> anyhow::Result<f64
         let id = format!("{:020}", 1_000_000_000 + i);
         let event = cruncan_model::OneRequestEvent {
             request_id: id.clone(),
-            user_id: "bench-user".into(),
-            prompt: "measure me".into(),
-            data: vec![],
+            request: cruncan_model::OneRequest {
+                user_id: "bench-user".into(),
+                prompt: "measure me".into(),
+                data: vec![],
+            },
             created_at: chrono::Utc::now(),
         };
         let producer = producer.clone();

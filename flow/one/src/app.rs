@@ -4,6 +4,7 @@
 use crate::batch::Batcher;
 use crate::config::Settings;
 use crate::http::{AppState, router};
+use crate::intake::Intake;
 use crate::outbox::Relay;
 use crate::repo::{PgRequestRepository, TracedRepository};
 use anyhow::Context as _;
@@ -76,12 +77,14 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     };
     // ANCHOR_END: readiness
     let state = AppState {
-        repo: Arc::new(TracedRepository(PgRequestRepository::new(pool.clone(), relay.waker(), batcher))),
-        ids,
+        intake: Intake {
+            repo: Arc::new(TracedRepository(PgRequestRepository::new(pool.clone(), relay.waker(), batcher))),
+            ids,
+            topic: settings.kafka.topic.as_str().into(),
+            timeout: Duration::from_millis(settings.http.request_timeout_ms),
+        },
         limits: Arc::new(settings.limits.clone()),
-        topic: settings.kafka.topic.as_str().into(),
         body_limit: settings.http.body_limit_bytes,
-        request_timeout: Duration::from_millis(settings.http.request_timeout_ms),
         ready,
         requests: cruncan_telemetry::meter("one")
             .u64_counter("one.requests")

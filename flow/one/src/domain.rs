@@ -2,22 +2,18 @@
 //! [`ValidationError`] naming the field; inner code only ever sees valid requests.
 
 use crate::config::Limits;
-use cruncan_model::{DataEntry, OneRequest};
-use serde::Deserialize;
+use cruncan_model::OneRequest;
 
-// ANCHOR: request_body
-/// The body of `POST /one` as sent (unknown fields are ignored).
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-pub struct CreateRequestBody {
-    /// Who asks; non-empty.
-    pub user_id: String,
-    /// What is asked; non-empty.
-    pub prompt: String,
-    /// Extra key/value data.
-    #[serde(default)]
-    pub data: Vec<DataEntry>,
+// ANCHOR: created_body
+/// The body of `201 Created`: the handler sends it, an idempotency key stores it, the OpenAPI
+/// document describes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct CreatedBody {
+    /// The Snowflake id, 20 zero-padded digits.
+    #[schema(pattern = "^[0-9]{20}$")]
+    pub request_id: String,
 }
-// ANCHOR_END: request_body
+// ANCHOR_END: created_body
 
 /// A field that failed validation, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,7 +25,8 @@ pub struct ValidationError {
     pub message: String,
 }
 
-/// A request that passed validation.
+/// A request that passed validation: the only form of a request past the HTTP edge (the
+/// repository and the outbox take nothing else).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRequest(OneRequest);
 
@@ -41,9 +38,9 @@ impl NewRequest {
 }
 
 // ANCHOR: validate
-impl CreateRequestBody {
-    /// Checks the body against `limits`.
-    pub fn validate(self, limits: &Limits) -> Result<NewRequest, ValidationError> {
+impl NewRequest {
+    /// Checks a request as sent (`OneRequest`, the one definition of its shape) against `limits`.
+    pub fn parse(body: OneRequest, limits: &Limits) -> Result<Self, ValidationError> {
         let err = |field: &str, message: String| ValidationError { field: field.to_owned(), message };
         let check = |field: &str, value: &str, max: usize, required: bool| {
             if required && value.trim().is_empty() {
@@ -60,19 +57,19 @@ impl CreateRequestBody {
             }
             Ok(())
         };
-        check("user_id", &self.user_id, limits.max_user_id_len, true)?;
-        check("prompt", &self.prompt, limits.max_prompt_len, true)?;
-        if self.data.len() > limits.max_data_entries {
+        check("user_id", &body.user_id, limits.max_user_id_len, true)?;
+        check("prompt", &body.prompt, limits.max_prompt_len, true)?;
+        if body.data.len() > limits.max_data_entries {
             return Err(err(
                 "data",
-                format!("must have at most {} entries, got {}", limits.max_data_entries, self.data.len()),
+                format!("must have at most {} entries, got {}", limits.max_data_entries, body.data.len()),
             ));
         }
-        for (i, entry) in self.data.iter().enumerate() {
+        for (i, entry) in body.data.iter().enumerate() {
             check(&format!("data[{i}].key"), &entry.key, limits.max_data_key_len, true)?;
             check(&format!("data[{i}].value"), &entry.value, limits.max_data_value_len, false)?;
         }
-        Ok(NewRequest(OneRequest { user_id: self.user_id, prompt: self.prompt, data: self.data }))
+        Ok(NewRequest(body))
     }
 }
 // ANCHOR_END: validate
@@ -80,6 +77,7 @@ impl CreateRequestBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cruncan_model::DataEntry;
 
     fn limits() -> Limits {
         Limits {
@@ -91,8 +89,8 @@ mod tests {
         }
     }
 
-    fn body(user_id: &str, prompt: &str, data: &[(&str, &str)]) -> CreateRequestBody {
-        CreateRequestBody {
+    fn body(user_id: &str, prompt: &str, data: &[(&str, &str)]) -> OneRequest {
+        OneRequest {
             user_id: user_id.into(),
             prompt: prompt.into(),
             data: data.iter().map(|(k, v)| DataEntry { key: (*k).into(), value: (*v).into() }).collect(),
@@ -116,7 +114,7 @@ mod tests {
             (body("u", "p", &[("k", "\0")]), "data[0].value", "NUL"),
         ];
         for (b, field, msg) in cases {
-            let e = b.clone().validate(&limits()).unwrap_err();
+            let e = NewRequest::parse(b.clone(), &limits()).unwrap_err();
             assert_eq!(e.field, field, "{b:?}");
             assert!(e.message.contains(msg), "{b:?}: {}", e.message);
         }
@@ -124,7 +122,7 @@ mod tests {
 
     #[test]
     fn limits_count_characters_not_bytes_and_empty_values_are_fine() {
-        let ok = body("ééééé", "p", &[("k", "")]).validate(&limits()).unwrap();
+        let ok = NewRequest::parse(body("ééééé", "p", &[("k", "")]), &limits()).unwrap();
         assert_eq!(ok.as_request().user_id, "ééééé");
     }
 }

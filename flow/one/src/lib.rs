@@ -7,6 +7,7 @@ pub mod batch;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod intake;
 pub mod outbox;
 pub mod repo;
 

@@ -3,6 +3,7 @@
 //! a tracing decorator.
 
 use crate::batch::{Batcher, NewRow};
+use crate::domain::{CreatedBody, NewRequest};
 use crate::outbox::OutboxWaker;
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -48,6 +49,23 @@ pub struct IdempotencyKey {
     pub request_hash: String,
 }
 
+/// Everything stored for one accepted request: only a validated request gets here.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The Snowflake id.
+    pub id: Id,
+    /// The validated request.
+    pub request: NewRequest,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// The outbox row carrying its event.
+    pub outbox: OutboxRecord,
+    /// The client's key, when it sent one.
+    pub idempotency: Option<IdempotencyKey>,
+    /// The `201` body, stored with the key so a retry gets it again.
+    pub response: CreatedBody,
+}
+
 /// What `create` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
@@ -58,7 +76,7 @@ pub enum Created {
         /// Status of the first response.
         status: u16,
         /// Body of the first response.
-        body: serde_json::Value,
+        body: CreatedBody,
     },
     /// The key was seen before with a different body.
     KeyReused,
@@ -88,14 +106,7 @@ impl From<sqlx::Error> for RepoError {
 pub trait RequestRepository: Send + Sync + 'static {
     /// Stores the request and its outbox record in one transaction; with an idempotency key,
     /// stores the key and the response too, or reports the earlier outcome.
-    async fn create(
-        &self,
-        id: Id,
-        request: &OneRequest,
-        now: DateTime<Utc>,
-        outbox: &OutboxRecord,
-        idempotency: Option<&IdempotencyKey>,
-    ) -> Result<Created, RepoError>;
+    async fn create(&self, submission: &Submission) -> Result<Created, RepoError>;
 
     /// The stored request with this id.
     async fn get(&self, id: Id) -> Result<Option<StoredRequest>, RepoError>;
@@ -125,27 +136,22 @@ impl PgRequestRepository {
         .bind(&key.key)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(hash, status, body)| {
-            if hash == key.request_hash {
-                Created::Replay { status: u16::try_from(status).unwrap_or(201), body }
-            } else {
-                Created::KeyReused
-            }
-        }))
+        let Some((hash, status, body)) = row else { return Ok(None) };
+        if hash != key.request_hash {
+            return Ok(Some(Created::KeyReused));
+        }
+        let body =
+            serde_json::from_value(body).context("stored idempotent response").map_err(RepoError::Other)?;
+        Ok(Some(Created::Replay { status: u16::try_from(status).unwrap_or(201), body }))
     }
 }
 
 #[async_trait]
 impl RequestRepository for PgRequestRepository {
     // ANCHOR: create_tx
-    async fn create(
-        &self,
-        id: Id,
-        request: &OneRequest,
-        now: DateTime<Utc>,
-        outbox: &OutboxRecord,
-        idempotency: Option<&IdempotencyKey>,
-    ) -> Result<Created, RepoError> {
+    async fn create(&self, submission: &Submission) -> Result<Created, RepoError> {
+        let Submission { id, request, created_at: now, outbox, idempotency, response } = submission;
+        let (request, now, idempotency) = (request.as_request(), *now, idempotency.as_ref());
         // Fast path for a plain retry: the key is already stored.
         if let Some(key) = idempotency
             && let Some(earlier) = self.earlier_outcome(key).await?
@@ -176,7 +182,7 @@ impl RequestRepository for PgRequestRepository {
             Some(key) => sqlx::query(INSERT_WITH_IDEMPOTENCY_KEY)
                 .bind(&key.key)
                 .bind(&key.request_hash)
-                .bind(serde_json::json!({ "request_id": req_id })),
+                .bind(sqlx::types::Json(response)),
         };
         let inserted = query
             .bind(&req_id)
@@ -252,16 +258,9 @@ pub struct TracedRepository<R>(pub R);
 
 #[async_trait]
 impl<R: RequestRepository> RequestRepository for TracedRepository<R> {
-    async fn create(
-        &self,
-        id: Id,
-        request: &OneRequest,
-        now: DateTime<Utc>,
-        outbox: &OutboxRecord,
-        idempotency: Option<&IdempotencyKey>,
-    ) -> Result<Created, RepoError> {
-        let span = db_span("one_request.create", "INSERT", id);
-        let result = self.0.create(id, request, now, outbox, idempotency).instrument(span.clone()).await;
+    async fn create(&self, submission: &Submission) -> Result<Created, RepoError> {
+        let span = db_span("one_request.create", "INSERT", submission.id);
+        let result = self.0.create(submission).instrument(span.clone()).await;
         record_outcome(&span, &result);
         result
     }

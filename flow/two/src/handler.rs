@@ -180,7 +180,7 @@ impl Handler for TwoHandler {
         let body = ThreeRequest {
             id: event.request_id.clone(),
             metadata: format!("kafka:{}/{}@{}", msg.topic, msg.partition, msg.offset),
-            one_request: event.request(),
+            one_request: event.request,
         };
         let status = self.deliver(&body).await?;
         self.store.mark(&event.request_id, status.as_u16()).await.map_err(HandlerError::unavailable)?;

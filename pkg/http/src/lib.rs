@@ -3,7 +3,7 @@
 //! - [`telemetry_middleware`]: a server span per request that continues the caller's trace
 //!   (`traceparent`), named `METHOD /route`, with semantic-convention attributes, and the
 //!   `http.server.request.duration` histogram;
-//! - [`ApiError`] body shape `{"error": {"code", "message"}}` and [`json_error`];
+//! - errors as RFC 9457 problem details ([`ErrorBody`], [`json_error`]);
 //! - JSON 404 and 405 (keeping `Allow`) instead of axum's empty bodies;
 //! - `/healthz` and `/readyz` routes; [`serve`] with graceful shutdown;
 //! - [`client::send_traced`]: outgoing requests in client spans that carry the trace.
@@ -28,26 +28,46 @@ use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 // ANCHOR: error_body
-/// The error body every endpoint returns.
+/// The error body every endpoint returns: RFC 9457 problem details
+/// (`Content-Type: application/problem+json`), with the stable `code` as an extension member
+/// so clients can branch on it without parsing `detail`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// Machine-readable code and human-readable message.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// Stable code, e.g. `validation_failed`.
+    /// A URI naming the problem type: `urn:cruncan:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the problem type (the status's reason phrase).
+    pub title: String,
+    /// The HTTP status code, repeated for clients that lost it (e.g. behind a proxy).
+    pub status: u16,
+    /// What went wrong in this occurrence, naming the field when there is one.
+    pub detail: String,
+    /// Stable machine-readable code, e.g. `validation_failed`.
     pub code: String,
-    /// What went wrong, naming the field when there is one.
-    pub message: String,
 }
 
-/// A JSON error response.
+/// The media type of [`ErrorBody`].
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+impl ErrorBody {
+    /// The problem for `status` with this `code` and `detail`.
+    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("urn:cruncan:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code: code.to_owned(),
+        }
+    }
+}
+
+/// An error response: `status` with an [`ErrorBody`] as `application/problem+json`.
 pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message: message.into() } };
-    (status, axum::Json(body)).into_response()
+    let body = ErrorBody::new(status, code, message);
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(PROBLEM_JSON));
+    response
 }
 // ANCHOR_END: error_body
 
@@ -225,7 +245,10 @@ mod tests {
     async fn unknown_route_is_json_404() {
         let r = app().oneshot(Request::get("/nope").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
-        assert_eq!(body_of(r).await.error.code, "not_found");
+        assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let body = body_of(r).await;
+        assert_eq!((body.code.as_str(), body.status, body.title.as_str()), ("not_found", 404, "Not Found"));
+        assert_eq!(body.kind, "urn:cruncan:problem:not_found");
     }
 
     #[tokio::test]
@@ -233,7 +256,7 @@ mod tests {
         let r = app().oneshot(Request::get("/thing").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(r.headers()[header::ALLOW], "POST");
-        assert_eq!(body_of(r).await.error.code, "method_not_allowed");
+        assert_eq!(body_of(r).await.code, "method_not_allowed");
     }
 
     #[tokio::test]
@@ -243,6 +266,6 @@ mod tests {
         let r =
             health_routes(ready).oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(body_of(r).await.error.message.contains("database"));
+        assert!(body_of(r).await.detail.contains("database"));
     }
 }

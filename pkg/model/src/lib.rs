@@ -31,28 +31,19 @@ pub struct OneRequest {
 // ANCHOR_END: one_request
 
 // ANCHOR: event
-/// The Kafka event value: the request, its id and when it was accepted.
+/// The Kafka event value: the request, its id and when it was accepted. On the wire the
+/// request's fields sit beside `request_id` and `created_at` (one flat object).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OneRequestEvent {
     /// Snowflake id, 20 zero-padded digits.
     pub request_id: String,
-    /// Who asked.
-    pub user_id: String,
-    /// What was asked.
-    pub prompt: String,
-    /// Extra key/value data.
-    pub data: Vec<DataEntry>,
+    /// The request as accepted.
+    #[serde(flatten)]
+    pub request: OneRequest,
     /// When one accepted the request.
     pub created_at: DateTime<Utc>,
 }
 // ANCHOR_END: event
-
-impl OneRequestEvent {
-    /// The request part of the event.
-    pub fn request(&self) -> OneRequest {
-        OneRequest { user_id: self.user_id.clone(), prompt: self.prompt.clone(), data: self.data.clone() }
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -62,9 +53,11 @@ mod tests {
     fn event_wire_shape_is_stable() {
         let event = OneRequestEvent {
             request_id: "00000000000000000042".into(),
-            user_id: "u1".into(),
-            prompt: "hello".into(),
-            data: vec![DataEntry { key: "k".into(), value: "v".into() }],
+            request: OneRequest {
+                user_id: "u1".into(),
+                prompt: "hello".into(),
+                data: vec![DataEntry { key: "k".into(), value: "v".into() }],
+            },
             created_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
         };
         let json = serde_json::to_value(&event).unwrap();

@@ -125,9 +125,9 @@ async fn forged_stale_and_misdirected_tokens_are_all_401() {
     for (case, token) in cases {
         let (status, challenge, body) = call(&app, Some(&token)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
-        assert_eq!(body["error"]["code"], "invalid_token", "{case}");
+        assert_eq!(body["code"], "invalid_token", "{case}");
         assert!(challenge.unwrap().contains(r#"error="invalid_token""#), "{case}");
-        let message = body["error"]["message"].as_str().unwrap();
+        let message = body["detail"].as_str().unwrap();
         assert!(
             !message.to_lowercase().contains("base64") && !message.contains("Error"),
             "{case}: stable wording, got {message}"
@@ -149,7 +149,7 @@ async fn a_valid_token_the_policy_refuses_is_403() {
         let (status, challenge, body) =
             call(&app, Some(&sign(&rsa, &with(claims(), field, value.into())))).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{field}: {body}");
-        assert_eq!(body["error"]["code"], "forbidden");
+        assert_eq!(body["code"], "forbidden");
         assert!(challenge.unwrap().contains("insufficient_scope"));
     }
 }

@@ -22,10 +22,10 @@ async fn database_down_gives_503_and_recovers_without_restart() {
     proxy.cut();
     let down = app.post_one(&valid_body()).await;
     assert_eq!(down.status(), 503);
-    assert_eq!(down.headers()["content-type"], "application/json");
+    assert_eq!(down.headers()["content-type"], "application/problem+json");
     let body: serde_json::Value = down.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "unavailable");
-    let text = body["error"]["message"].as_str().unwrap();
+    assert_eq!(body["code"], "unavailable");
+    let text = body["detail"].as_str().unwrap();
     assert!(!text.contains("Connection") && !text.contains("pool"), "no internal error text: {text}");
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 503);

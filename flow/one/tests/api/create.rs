@@ -73,10 +73,10 @@ async fn unknown_and_malformed_ids() {
     let missing = app.get("/one/00000000000000000042").await;
     assert_eq!(missing.status(), 404);
     let body: serde_json::Value = missing.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(body["code"], "not_found");
     let bad = app.get("/one/abc").await;
     assert_eq!(bad.status(), 400);
     let body: serde_json::Value = bad.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "invalid_id");
+    assert_eq!(body["code"], "invalid_id");
     app.stop().await;
 }

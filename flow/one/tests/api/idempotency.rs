@@ -28,7 +28,7 @@ async fn same_key_same_body_replays_and_other_body_is_422() {
         )
         .await;
     assert_eq!(other.status(), 422);
-    assert_eq!(other.json::<serde_json::Value>().await.unwrap()["error"]["code"], "idempotency_key_reused");
+    assert_eq!(other.json::<serde_json::Value>().await.unwrap()["code"], "idempotency_key_reused");
 
     assert_eq!(app.count("request").await, 1);
     assert_eq!(app.count("outbox").await, 1);

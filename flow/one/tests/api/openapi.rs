@@ -15,7 +15,13 @@ async fn openapi_describes_both_endpoints_with_their_errors_and_docs_are_served(
     }
     assert!(post["responses"]["400"].to_string().contains("ErrorBody"));
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
-    assert!(doc["components"]["schemas"]["CreateRequestBody"]["properties"]["user_id"].is_object());
+    // The limits the service enforces are in the document (schema-valid means accepted).
+    let request = &doc["components"]["schemas"]["OneRequest"]["properties"];
+    assert_eq!(request["user_id"]["maxLength"], app.settings.limits.max_user_id_len);
+    assert_eq!(request["user_id"]["minLength"], 1);
+    assert_eq!(request["data"]["maxItems"], app.settings.limits.max_data_entries);
+    assert!(post["responses"]["400"]["content"]["application/problem+json"].is_object());
+    assert_eq!(get["parameters"][0]["schema"]["pattern"], "^[0-9]{20}$");
 
     let docs = app.get("/docs/").await;
     assert_eq!(docs.status(), 200);

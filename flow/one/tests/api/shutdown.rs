@@ -81,7 +81,7 @@ async fn sigterm_during_a_burst_loses_nothing_and_exits_zero() {
             if status == 201 {
                 accepted.push(body["request_id"].as_str().unwrap().to_owned());
             } else {
-                assert_eq!(body["error"]["code"], "unavailable");
+                assert_eq!(body["code"], "unavailable");
             }
         }
     }

@@ -149,24 +149,21 @@ async fn bad_input_gets_the_right_status_a_json_error_and_writes_nothing() {
     for (case, ct, body, status, code, needle) in cases {
         let resp = app.post_raw(ct, body, &[]).await;
         assert_eq!(resp.status().as_u16(), status, "{case}");
-        assert_eq!(resp.headers()["content-type"], "application/json", "{case}");
+        assert_eq!(resp.headers()["content-type"], "application/problem+json", "{case}");
         let err: serde_json::Value = resp.json().await.unwrap();
-        assert_eq!(err["error"]["code"], code, "{case}: {err}");
-        let message = err["error"]["message"].as_str().unwrap();
+        assert_eq!(err["code"], code, "{case}: {err}");
+        let message = err["detail"].as_str().unwrap();
         assert!(message.contains(needle), "{case}: message {message:?} should mention {needle:?}");
     }
 
     let unknown = app.get("/nope").await;
     assert_eq!(unknown.status(), 404);
-    assert_eq!(unknown.json::<serde_json::Value>().await.unwrap()["error"]["code"], "not_found");
+    assert_eq!(unknown.json::<serde_json::Value>().await.unwrap()["code"], "not_found");
 
     let wrong_method = app.client.delete(format!("{}/one", app.base)).send().await.unwrap();
     assert_eq!(wrong_method.status(), 405);
     assert_eq!(wrong_method.headers()["allow"], "POST");
-    assert_eq!(
-        wrong_method.json::<serde_json::Value>().await.unwrap()["error"]["code"],
-        "method_not_allowed"
-    );
+    assert_eq!(wrong_method.json::<serde_json::Value>().await.unwrap()["code"], "method_not_allowed");
 
     // Unknown fields are ignored, not rejected.
     let extra = app.post_one(&json!({"user_id": "u", "prompt": "p", "colour": "blue"})).await;

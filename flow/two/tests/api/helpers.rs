@@ -103,9 +103,11 @@ impl TestTwo {
 pub fn event_bytes(request_id: &str, prompt: &str) -> Vec<u8> {
     serde_json::to_vec(&OneRequestEvent {
         request_id: request_id.to_owned(),
-        user_id: "user-1".into(),
-        prompt: prompt.to_owned(),
-        data: vec![DataEntry { key: "lang".into(), value: "en".into() }],
+        request: cruncan_model::OneRequest {
+            user_id: "user-1".into(),
+            prompt: prompt.to_owned(),
+            data: vec![DataEntry { key: "lang".into(), value: "en".into() }],
+        },
         created_at: Utc::now(),
     })
     .unwrap()

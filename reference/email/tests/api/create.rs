@@ -57,7 +57,7 @@ async fn idempotency_key_replays_the_same_email_and_refuses_another_body() {
     assert_eq!(again.json::<Value>().await.unwrap()["email_id"], id);
     let other = post(new_email("another"), "key-1").await;
     assert_eq!(other.status(), 422);
-    assert_eq!(other.json::<Value>().await.unwrap()["error"]["code"], "idempotency_key_reused");
+    assert_eq!(other.json::<Value>().await.unwrap()["code"], "idempotency_key_reused");
     let bad = post(new_email("x"), "has space").await;
     assert_eq!(bad.status(), 400);
     let (rows, events): (i64, i64) =
@@ -78,7 +78,7 @@ async fn unknown_id_is_404_and_malformed_id_is_400() {
     let malformed = app.get("not-a-uuid").await;
     assert_eq!(malformed.status(), 400);
     let body: Value = malformed.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("email_id"), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("email_id"), "{body}");
     let ready = reqwest::get(format!("{}/readyz", app.admin)).await.unwrap();
     assert_eq!(ready.status(), 200);
     let openapi: Value =

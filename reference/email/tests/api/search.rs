@@ -71,7 +71,7 @@ async fn search_ranks_pages_and_bounds() {
         let r = search(&app, &[(k, v)]).await;
         assert_eq!(r.status(), 400, "{k}={v}");
         let err: Value = r.json().await.unwrap();
-        assert!(err["error"]["message"].as_str().unwrap().starts_with(field), "{err}");
+        assert!(err["detail"].as_str().unwrap().starts_with(field), "{err}");
     }
     assert_eq!(search(&app, &[("size", "100")]).await.status(), 200);
 

@@ -38,8 +38,8 @@ async fn hostile_bodies_are_4xx_naming_the_field() {
         let r = app.post(&body).await;
         assert_eq!(r.status().as_u16(), status, "{name}");
         let err: Value = r.json().await.unwrap();
-        assert_eq!(err["error"]["code"], "validation_failed", "{name}: {err}");
-        let message = err["error"]["message"].as_str().unwrap();
+        assert_eq!(err["code"], "validation_failed", "{name}: {err}");
+        let message = err["detail"].as_str().unwrap();
         assert!(message.starts_with(&format!("{field}:")) || message.contains(field), "{name}: {message}");
     }
 

@@ -114,7 +114,7 @@ impl HttpParticipant {
             s if s.is_success() => Ok(response),
             StatusCode::UNPROCESSABLE_ENTITY | StatusCode::CONFLICT => {
                 let body: Option<ErrorBody> = response.json().await.ok();
-                Err(StepError::Rejected(body.map(|b| b.error.message).unwrap_or_default()))
+                Err(StepError::Rejected(body.map(|b| b.detail).unwrap_or_default()))
             }
             s => Err(StepError::Unavailable(anyhow::anyhow!("{path}: HTTP {s}"))),
         }

@@ -145,12 +145,12 @@ async fn bad_input_is_a_400_naming_the_field_and_unknown_ids_are_404() {
     ] {
         let (status, error) = app.post_order(body.clone()).await;
         assert_eq!(status, 400, "{body}");
-        assert!(error["error"]["message"].as_str().unwrap().contains(field), "{body}: {error}");
+        assert!(error["detail"].as_str().unwrap().contains(field), "{body}: {error}");
     }
     let (status, _) = app.get("/sagas/not-a-uuid").await;
     assert_eq!(status, 400);
     let (status, error) = app.get(&format!("/sagas/{}", uuid::Uuid::new_v4())).await;
-    assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!((status, error["code"].as_str()), (404, Some("not_found")));
     let (status, _) = app.get(&format!("/orders/{}", uuid::Uuid::new_v4())).await;
     assert_eq!(status, 404);
     let r = app.http.post(format!("{}/sagas/{}/retry", app.base, uuid::Uuid::new_v4())).send().await.unwrap();

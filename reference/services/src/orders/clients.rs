@@ -110,9 +110,7 @@ impl Catalog for HttpCatalog {
         match reply.status {
             StatusCode::OK => Ok(Stock::Reserved),
             StatusCode::NOT_FOUND => Ok(Stock::UnknownProduct),
-            StatusCode::CONFLICT
-                if parse::<ErrorBody>(&self.dep, &reply)?.error.code == "insufficient_stock" =>
-            {
+            StatusCode::CONFLICT if parse::<ErrorBody>(&self.dep, &reply)?.code == "insufficient_stock" => {
                 Ok(Stock::Insufficient)
             }
             other => Err(self.dep.protocol(format!("reserve answered {other}"))),

@@ -138,14 +138,6 @@ pub async fn get_order(
 #[openapi(
     info(title = "orders"),
     paths(place, get_order),
-    components(schemas(
-        PlaceOrderBody,
-        ItemBody,
-        Order,
-        place::OrderItem,
-        place::Status,
-        ErrorBody,
-        cruncan_http::ErrorDetail
-    ))
+    components(schemas(PlaceOrderBody, ItemBody, Order, place::OrderItem, place::Status, ErrorBody))
 )]
 pub struct ApiDoc;

@@ -175,15 +175,6 @@ pub async fn release(
 #[openapi(
     info(title = "products"),
     paths(create_product, get_product, reserve, release),
-    components(schemas(
-        NewProductBody,
-        Product,
-        ReserveBody,
-        Reserved,
-        ReleaseBody,
-        Released,
-        ErrorBody,
-        cruncan_http::ErrorDetail
-    ))
+    components(schemas(NewProductBody, Product, ReserveBody, Reserved, ReleaseBody, Released, ErrorBody))
 )]
 pub struct ApiDoc;

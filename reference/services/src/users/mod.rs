@@ -127,6 +127,6 @@ pub async fn validate_user(
 #[openapi(
     info(title = "users"),
     paths(create_user, get_user, validate_user),
-    components(schemas(NewUserBody, User, Validity, ErrorBody, cruncan_http::ErrorDetail))
+    components(schemas(NewUserBody, User, Validity, ErrorBody))
 )]
 pub struct ApiDoc;

@@ -31,10 +31,7 @@ async fn orders_unknown_or_inactive_user_or_unknown_product_is_422_and_bad_items
     let (user, p) = (sys.user().await, sys.product(100, 5).await);
     let stranger = uuid::Uuid::new_v4().to_string();
     let (status, body) = sys.order(&stranger, &[(&p, 1)]).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_user"))
-    );
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_user")));
     let idle = sys.user().await;
     sqlx::query("UPDATE users SET active = false WHERE id = $1")
         .bind(idle.parse::<uuid::Uuid>().unwrap())
@@ -42,17 +39,11 @@ async fn orders_unknown_or_inactive_user_or_unknown_product_is_422_and_bad_items
         .await
         .unwrap();
     let (status, body) = sys.order(&idle, &[(&p, 1)]).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("inactive_user"))
-    );
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("inactive_user")));
     let nothing = uuid::Uuid::new_v4().to_string();
     let (status, body) = sys.order(&user, &[(&p, 1), (&nothing, 1)]).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_product"))
-    );
-    assert!(body["error"]["message"].as_str().unwrap().starts_with("items[1].product_id"), "{body}");
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_product")));
+    assert!(body["detail"].as_str().unwrap().starts_with("items[1].product_id"), "{body}");
     for (items, field) in [
         (vec![(p.as_str(), 0)], "items[0].quantity"),
         (vec![(p.as_str(), 1), (p.as_str(), 2)], "items[1].product_id"),
@@ -60,7 +51,7 @@ async fn orders_unknown_or_inactive_user_or_unknown_product_is_422_and_bad_items
     ] {
         let (status, body) = sys.order(&user, &items).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        assert!(body["error"]["message"].as_str().unwrap().starts_with(field), "{body}");
+        assert!(body["detail"].as_str().unwrap().starts_with(field), "{body}");
     }
     assert_eq!(sys.stock(&p).await, 5);
 }
@@ -71,7 +62,7 @@ async fn orders_a_failed_order_leaves_no_reservation_behind() {
     let sys = spawn_system().await;
     let (user, plenty, scarce) = (sys.user().await, sys.product(100, 10).await, sys.product(100, 1).await);
     let (status, body) = sys.order(&user, &[(&plenty, 4), (&scarce, 2)]).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("insufficient_stock")));
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("insufficient_stock")));
     assert_eq!((sys.stock(&plenty).await, sys.reserved(&plenty).await), (10, 0));
     assert_eq!(sys.stock(&scarce).await, 1);
     assert_eq!(sys.orders_by_status("cancelled").await, 1);
@@ -95,7 +86,7 @@ async fn orders_a_reserve_whose_answer_is_lost_is_released() {
     );
     let (status, body) = sys.order(&user, &[(&p, 3)]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(body["error"]["message"], "products: timed out");
+    assert_eq!(body["detail"], "products: timed out");
     // The late reserve has committed by now, and the release after it has given it back.
     cruncan_testkit::wait_until(Duration::from_secs(5), "stock back", || async { sys.stock(&p).await == 10 })
         .await;
@@ -130,7 +121,7 @@ async fn orders_200_concurrent_orders_never_oversell() {
     let created = outcomes.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
     let refused = outcomes
         .iter()
-        .filter(|(s, b)| *s == StatusCode::CONFLICT && b["error"]["code"] == "insufficient_stock")
+        .filter(|(s, b)| *s == StatusCode::CONFLICT && b["code"] == "insufficient_stock")
         .count();
     assert_eq!((created, refused), (50, 150), "{statuses:?}");
     assert_eq!((sys.stock(&p).await, sys.reserved(&p).await), (0, 50));

@@ -26,10 +26,7 @@ async fn products_reserve_and_release_are_idempotent() {
     }
     assert_eq!(sys.stock(&p).await, 10, "a repeated release gives it back once");
     let (status, body) = json_of(reserve().await.unwrap()).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("reservation_conflict"))
-    );
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("reservation_conflict")));
     assert_eq!(sys.stock(&p).await, 10);
 }
 
@@ -59,15 +56,15 @@ async fn products_unknown_is_404_short_stock_is_409_bad_quantity_is_400() {
         sys.client.post(format!("{}/products/reserve", sys.products.base)).json(&body).send()
     };
     let (status, body) = json_of(reserve(p.clone(), 3).await.unwrap()).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("insufficient_stock")));
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("insufficient_stock")));
     assert_eq!(sys.stock(&p).await, 2);
     assert_eq!(reserve(uuid::Uuid::new_v4().to_string(), 1).await.unwrap().status(), StatusCode::NOT_FOUND);
     let (status, body) = json_of(reserve(p.clone(), 0).await.unwrap()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"]["message"].as_str().unwrap().starts_with("quantity"), "{body}");
+    assert!(body["detail"].as_str().unwrap().starts_with("quantity"), "{body}");
     let (status, body) = json_of(reserve("not-a-uuid".into(), 1).await.unwrap()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"]["message"].as_str().unwrap().starts_with("product_id"), "{body}");
+    assert!(body["detail"].as_str().unwrap().starts_with("product_id"), "{body}");
     let r = sys
         .client
         .get(format!("{}/products/{}", sys.products.base, uuid::Uuid::new_v4()))
@@ -89,8 +86,5 @@ async fn products_a_spent_deadline_is_refused_with_504() {
         .await
         .unwrap();
     let (status, body) = json_of(r).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::GATEWAY_TIMEOUT, Some("deadline_exceeded"))
-    );
+    assert_eq!((status, body["code"].as_str()), (StatusCode::GATEWAY_TIMEOUT, Some("deadline_exceeded")));
 }

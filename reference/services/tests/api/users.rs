@@ -27,7 +27,7 @@ async fn users_duplicate_email_is_409_whatever_its_case() {
     };
     assert_eq!(post("Same@Example.com").await.unwrap().status(), StatusCode::CREATED);
     let (status, body) = json_of(post("same@example.com").await.unwrap()).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("email_taken")));
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("email_taken")));
 }
 
 #[tokio::test]
@@ -43,7 +43,7 @@ async fn users_bad_input_is_400_naming_the_field_and_unknown_is_404() {
         let (status, err) =
             json_of(sys.client.post(format!("{base}/users")).json(&body).send().await.unwrap()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        assert!(err["error"]["message"].as_str().unwrap().contains(field), "{err}");
+        assert!(err["detail"].as_str().unwrap().contains(field), "{err}");
     }
     let r = sys.client.post(format!("{base}/users")).header("content-type", "application/json").body("{");
     assert_eq!(r.send().await.unwrap().status(), StatusCode::BAD_REQUEST);
@@ -58,5 +58,5 @@ async fn users_bad_input_is_400_naming_the_field_and_unknown_is_404() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let (status, err) = json_of(sys.client.get(format!("{base}/users/abc")).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(err["error"]["message"].as_str().unwrap().starts_with("id"), "{err}");
+    assert!(err["detail"].as_str().unwrap().starts_with("id"), "{err}");
 }
