@@ -5,7 +5,7 @@ STACK := scripts/stack.sh
 # Programs and tests read these; the defaults in code are the same, this just makes them visible.
 ENV := eval "$$($(STACK) env)"
 
-PHONY_EXTRA := stack-observability flow-docker bench bench-quick bench-durable bench-publish check-collector up-temporal down-temporal
+PHONY_EXTRA := fuzz-api stack-observability flow-docker bench bench-quick bench-durable bench-publish check-collector up-temporal down-temporal
 .PHONY: $(PHONY_EXTRA) help up down status env run demo test fmt lint unit book book-serve tools
 
 help: ## list the targets
@@ -60,6 +60,9 @@ stack-observability: ## collector, Tempo, Loki, Prometheus, Grafana (:3000) — 
 	  echo "Its configuration is still checked by make test (grafanastack/check)." >&2; exit 1; \
 	fi
 
+fuzz-api: ## Schemathesis against service one's OpenAPI document (bounded; also part of make test)
+	@scripts/schemathesis.sh
+
 check-collector: ## validate the collector config with a real collector (built once with the Collector Builder)
 	@scripts/check-collector.sh
 
@@ -74,6 +77,7 @@ test: up tools ## the one test command: fmt, clippy, every test against the real
 	cargo clippy --workspace --all-targets -- -D warnings
 	@scripts/temporal.sh up
 	$(ENV); cargo test --workspace --no-fail-fast
+	@scripts/schemathesis.sh
 	@scripts/check-collector.sh
 	@$(MAKE) --no-print-directory book
 

@@ -10,7 +10,7 @@ use cruncan_model::OneRequest;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CreatedBody {
     /// The Snowflake id, 20 zero-padded digits.
-    #[schema(pattern = "^[0-9]{20}$")]
+    #[schema(pattern = "^0[0-9]{19}$")]
     pub request_id: String,
 }
 // ANCHOR_END: created_body

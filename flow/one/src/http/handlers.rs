@@ -17,7 +17,7 @@ use serde::Serialize;
 #[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct StoredBody {
     /// The Snowflake id.
-    #[schema(pattern = "^[0-9]{20}$")]
+    #[schema(pattern = "^0[0-9]{19}$")]
     pub request_id: String,
     /// The request as accepted.
     #[serde(flatten)]
@@ -77,7 +77,7 @@ fn created_response(Accepted { status, body, replayed }: Accepted) -> Response {
 #[utoipa::path(
     get,
     path = "/one/{id}",
-    params(("id" = String, Path, description = "The request id (20 digits)", pattern = "^[0-9]{20}$")),
+    params(("id" = String, Path, description = "The request id (20 digits)", pattern = "^0[0-9]{19}$")),
     responses(
         (status = 200, description = "The stored request", body = StoredBody),
         (status = 400, description = "Not a request id", body = ErrorBody, content_type = "application/problem+json"),

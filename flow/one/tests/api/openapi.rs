@@ -21,7 +21,7 @@ async fn openapi_describes_both_endpoints_with_their_errors_and_docs_are_served(
     assert_eq!(request["user_id"]["minLength"], 1);
     assert_eq!(request["data"]["maxItems"], app.settings.limits.max_data_entries);
     assert!(post["responses"]["400"]["content"]["application/problem+json"].is_object());
-    assert_eq!(get["parameters"][0]["schema"]["pattern"], "^[0-9]{20}$");
+    assert_eq!(get["parameters"][0]["schema"]["pattern"], "^0[0-9]{19}$");
 
     let docs = app.get("/docs/").await;
     assert_eq!(docs.status(), 200);
