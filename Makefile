@@ -5,7 +5,7 @@ STACK := scripts/stack.sh
 # Programs and tests read these; the defaults in code are the same, this just makes them visible.
 ENV := eval "$$($(STACK) env)"
 
-PHONY_EXTRA := fuzz-api stack-observability flow-docker bench bench-quick bench-durable bench-publish check-collector up-temporal down-temporal
+PHONY_EXTRA := bench-flow bench-reference fuzz-api stack-observability flow-docker bench bench-quick bench-durable bench-publish check-collector up-temporal down-temporal
 .PHONY: $(PHONY_EXTRA) help up down status env run demo test fmt lint unit book book-serve tools
 
 help: ## list the targets
@@ -38,8 +38,15 @@ run: ## the whole flow: stack, one (:8080), two (:8081), stub (:8090); Ctrl-C st
 demo: ## one request end to end (starts the flow if it is not running); exits 0 only if it arrived
 	@scripts/demo.sh
 
-bench: ## throughput, latency and memory of the flow beside its limits → target/bench/{report.md,summary.json}
+bench: ## the flow beside its limits, then the reference systems → target/bench/{report.md,summary.json,reference.md}
 	@scripts/bench.sh
+	@scripts/bench-reference.sh
+
+bench-flow: ## only the flow's scenarios (scripts/bench.sh)
+	@scripts/bench.sh
+
+bench-reference: ## only the reference systems' benchmarks (email, saga, services, temporal)
+	@scripts/bench-reference.sh
 
 bench-quick: ## the same in about a minute (8 and 32 connections, 3 s steps), for iterating
 	@BENCH_ARGS="--quick $${BENCH_ARGS:-}" scripts/bench.sh
@@ -50,6 +57,7 @@ bench-durable: ## the bench against a PostgreSQL that really flushes commits (fs
 bench-publish: ## copy the last report into the book's performance chapter (a deliberate step)
 	@test -f target/bench/report.md || { echo "no target/bench/report.md: run make bench first" >&2; exit 1; }
 	cp target/bench/report.md book/src/ops/bench-report.md
+	@if [ -f target/bench/reference.md ]; then cp target/bench/reference.md book/src/ops/bench-reference.md; fi
 
 stack-observability: ## collector, Tempo, Loki, Prometheus, Grafana (:3000) — needs a Docker engine
 	@if docker info >/dev/null 2>&1; then \

@@ -66,7 +66,9 @@ INSERT INTO request (req_id, user_id, created_at, updated_at, req)
   '{"user_id":"bench-user","prompt":"measure me","data":[{"key":"k","value":"v"}]}'::jsonb);
 INSERT INTO outbox (topic, key, payload, headers, created_at)
   VALUES ('bench', gen_random_uuid()::text,
-  convert_to('{"request_id":"00000000000000000001","user_id":"bench-user","prompt":"measure me","data":[{"key":"k","value":"v"}],"created_at":"2026-01-01T00:00:00Z"}', 'UTF8'),
+  convert_to('{"request_id":"00000000000000000001","user_id":"bench-user",'
+    '"prompt":"measure me","data":[{"key":"k","value":"v"}],"created_at":"2026-01-01T00:00:00Z"}',
+    'UTF8'),
   '{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}'::jsonb, now());
 COMMIT;
 "#;

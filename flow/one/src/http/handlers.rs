@@ -36,15 +36,22 @@ pub struct StoredBody {
     post,
     path = "/one",
     request_body(content = OneRequest, content_type = "application/json"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body: the first response again",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Same key and body: the first response again",
         min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7e]+$")),
     responses(
-        (status = 201, description = "Accepted (or replayed: header idempotent-replayed)", body = CreatedBody, headers(("Location" = String))),
-        (status = 400, description = "Malformed JSON, a field failed validation, or a bad Idempotency-Key", body = ErrorBody, content_type = "application/problem+json"),
-        (status = 413, description = "Body over the limit", body = ErrorBody, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = ErrorBody, content_type = "application/problem+json"),
-        (status = 422, description = "Idempotency-Key reused with another body", body = ErrorBody, content_type = "application/problem+json"),
-        (status = 503, description = "Database unreachable; retry after Retry-After", body = ErrorBody, content_type = "application/problem+json"),
+        (status = 201, description = "Accepted (or replayed: header idempotent-replayed)",
+            body = CreatedBody, headers(("Location" = String))),
+        (status = 400, description = "Malformed JSON, a field failed validation, or a bad Idempotency-Key",
+            body = ErrorBody, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit",
+            body = ErrorBody, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json",
+            body = ErrorBody, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency-Key reused with another body",
+            body = ErrorBody, content_type = "application/problem+json"),
+        (status = 503, description = "Database unreachable; retry after Retry-After",
+            body = ErrorBody, content_type = "application/problem+json"),
     )
 )]
 // ANCHOR_END: openapi_path
@@ -80,9 +87,12 @@ fn created_response(Accepted { status, body, replayed }: Accepted) -> Response {
     params(("id" = String, Path, description = "The request id (20 digits)", pattern = "^0[0-9]{19}$")),
     responses(
         (status = 200, description = "The stored request", body = StoredBody),
-        (status = 400, description = "Not a request id", body = ErrorBody, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown id", body = ErrorBody, content_type = "application/problem+json"),
-        (status = 503, description = "Database unreachable", body = ErrorBody, content_type = "application/problem+json"),
+        (status = 400, description = "Not a request id",
+            body = ErrorBody, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown id",
+            body = ErrorBody, content_type = "application/problem+json"),
+        (status = 503, description = "Database unreachable",
+            body = ErrorBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_request(

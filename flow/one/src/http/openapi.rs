@@ -24,7 +24,11 @@ pub struct ApiDoc;
 /// Text with a character that is neither NUL (PostgreSQL cannot store U+0000) nor white space.
 /// The white space is spelled out: it is exactly what Rust's `char::is_whitespace` (used by the
 /// validation's `trim`) counts, where a regex's `\s` differs between dialects (U+0085, U+FEFF).
-const NOT_BLANK: &str = "^[^\\u0000]*[^\\u0000\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000]*$";
+const NOT_BLANK: &str = concat!(
+    "^[^\\u0000]*",
+    "[^\\u0000\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+    "[^\\u0000]*$"
+);
 /// Text without NUL.
 const NO_NUL: &str = "^[^\\u0000]*$";
 
