@@ -233,7 +233,7 @@ async fn create(
     let request = parsed.validate(&state.limits)?;
     let request = request.as_request();
 
-    let id = state.ids.next_id().map_err(|e| ApiError::Unexpected(e.into()))?;
+    let id = state.ids.next_id().await.map_err(|e| ApiError::Unexpected(e.into()))?;
     let now = Utc::now();
     let event = OneRequestEvent {
         request_id: id.to_string(),

@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch of the Snowflake epoch (2010-11-04T01:42:54.657Z).
 pub const EPOCH_MS: u64 = 1_288_834_974_657;
@@ -135,6 +135,19 @@ pub fn node_from_ipv4(ip: Ipv4Addr) -> u16 {
 }
 // ANCHOR_END: node_id
 
+/// What [`Generator::try_next_id`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The id.
+    Id(Id),
+    /// This millisecond's 64 ids are spent: none until the clock passes it. `behind_ms` is how far
+    /// the clock is behind the last id's millisecond (0: it is in that millisecond now).
+    Wait {
+        /// Milliseconds the clock lags the last id handed out.
+        behind_ms: u64,
+    },
+}
+
 /// A thread-safe, lock-free Snowflake generator.
 #[derive(Debug)]
 pub struct Generator<C: Clock = SystemClock> {
@@ -169,7 +182,24 @@ impl<C: Clock> Generator<C> {
     /// - Clock moved backwards (an NTP step): we keep the last timestamp we used instead of reusing
     ///   older ones, and once its 64 sequence numbers are spent we wait until the wall clock passes
     ///   it. Ids stay unique and ordered; the price is a pause as long as the backwards jump.
-    pub fn next_id(&self) -> Result<Id, IdError> {
+    ///
+    /// Waiting is asynchronous (the caller is an async handler): the task yields or sleeps on the
+    /// runtime's timer, so the thread serves other requests meanwhile.
+    pub async fn next_id(&self) -> Result<Id, IdError> {
+        loop {
+            match self.try_next_id()? {
+                Next::Id(id) => return Ok(id),
+                // Within the current millisecond: let other tasks run, then look again.
+                Next::Wait { behind_ms: 0 } => tokio::task::yield_now().await,
+                // The clock is behind the last id (stepped back): sleep until it catches up.
+                Next::Wait { behind_ms } => tokio::time::sleep(Duration::from_millis(behind_ms)).await,
+            }
+        }
+    }
+
+    /// One step of [`Generator::next_id`] that never waits: the id, or how far the clock must
+    /// advance before the next one exists.
+    pub fn try_next_id(&self) -> Result<Next, IdError> {
         loop {
             // Load the last id *before* reading the clock: a clock read that is older than the
             // stored state would otherwise look like a backwards clock.
@@ -181,27 +211,15 @@ impl<C: Clock> Generator<C> {
             } else if seq < MAX_SEQUENCE {
                 (last_ms, seq + 1)
             } else {
-                self.wait_past(last_ms, now);
-                continue;
+                return Ok(Next::Wait { behind_ms: last_ms - now });
             };
             if ms > MAX_TIME {
                 return Err(IdError::ClockOutOfRange);
             }
             let packed = (ms << SEQUENCE_BITS) | next_seq;
             if self.last.compare_exchange_weak(prev, packed, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                return Ok(Id::compose(ms, self.node, next_seq));
+                return Ok(Next::Id(Id::compose(ms, self.node, next_seq)));
             }
-        }
-    }
-
-    /// Waits for the clock to leave millisecond `last_ms`: spins within one millisecond, sleeps
-    /// when the clock is further behind (a backwards jump).
-    fn wait_past(&self, last_ms: u64, now: u64) {
-        if last_ms > now {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        } else {
-            std::hint::spin_loop();
-            std::thread::yield_now();
         }
     }
     // ANCHOR_END: next_id
@@ -239,19 +257,25 @@ mod tests {
 
     const T0: u64 = EPOCH_MS + 1_000_000;
 
-    #[test]
-    fn million_ids_from_four_threads_are_unique_and_increasing_per_thread() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn million_ids_from_four_tasks_are_unique_and_increasing_per_task() {
         let generator = Arc::new(Generator::new(7));
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let g = Arc::clone(&generator);
-                std::thread::spawn(move || (0..250_000).map(|_| g.next_id().unwrap()).collect::<Vec<_>>())
+                tokio::spawn(async move {
+                    let mut ids = Vec::with_capacity(250_000);
+                    for _ in 0..250_000 {
+                        ids.push(g.next_id().await.unwrap());
+                    }
+                    ids
+                })
             })
             .collect();
         let mut all = HashSet::with_capacity(1_000_000);
         for h in handles {
-            let ids = h.join().unwrap();
-            assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids of one thread must increase");
+            let ids = h.await.unwrap();
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids of one task must increase");
             for id in ids {
                 assert!(all.insert(id), "duplicate id {id}");
             }
@@ -262,25 +286,25 @@ mod tests {
         assert!(all.iter().all(|id| id.timestamp_ms() <= now), "an id's timestamp ran ahead of the clock");
     }
 
-    #[test]
-    fn id_decodes_back_to_its_parts() {
+    #[tokio::test]
+    async fn id_decodes_back_to_its_parts() {
         let clock = ManualClock::at(T0);
         let g = Generator::with_clock(0xBEEF, clock.clone());
-        let first = g.next_id().unwrap();
-        let second = g.next_id().unwrap();
+        let first = g.next_id().await.unwrap();
+        let second = g.next_id().await.unwrap();
         assert_eq!((first.timestamp_ms(), first.node(), first.sequence()), (T0, 0xBEEF, 0));
         assert_eq!((second.timestamp_ms(), second.node(), second.sequence()), (T0, 0xBEEF, 1));
         clock.set(T0 + 5);
-        let third = g.next_id().unwrap();
+        let third = g.next_id().await.unwrap();
         assert_eq!((third.timestamp_ms(), third.sequence()), (T0 + 5, 0));
     }
 
-    #[test]
-    fn display_is_twenty_zero_padded_digits_and_parses_back() {
+    #[tokio::test]
+    async fn display_is_twenty_zero_padded_digits_and_parses_back() {
         let id = Id::from_u64(42);
         assert_eq!(id.to_string(), "00000000000000000042");
         assert_eq!("00000000000000000042".parse::<Id>().unwrap(), id);
-        let real = Generator::new(1).next_id().unwrap();
+        let real = Generator::new(1).next_id().await.unwrap();
         assert_eq!(real.to_string().len(), 20);
         assert_eq!(real.to_string().parse::<Id>().unwrap(), real);
         for bad in ["42", "", "0000000000000000004x", "-0000000000000000042", "000000000000000000042"] {
@@ -288,51 +312,78 @@ mod tests {
         }
     }
 
+    /// Runs `test` on a single-threaded runtime in its own thread and fails if it takes longer than
+    /// five seconds: a `next_id` that blocked its thread would stall every other task of the
+    /// runtime, the test's own included, and never finish.
+    fn on_one_thread<F: std::future::Future<Output = ()> + Send + 'static>(test: F) {
+        let (done, finished) = std::sync::mpsc::channel();
+        let runner = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+            rt.block_on(test);
+            let _ = done.send(());
+        });
+        match finished.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok(()) => runner.join().unwrap(),
+            Err(_) if runner.is_finished() => std::panic::resume_unwind(runner.join().unwrap_err()),
+            Err(_) => panic!("the runtime's only thread is blocked: next_id must wait asynchronously"),
+        }
+    }
+
     #[test]
-    fn sequence_overflow_waits_for_the_next_millisecond() {
-        let clock = ManualClock::at(T0);
-        let g = Arc::new(Generator::with_clock(1, clock.clone()));
-        let ids: Vec<_> = (0..64).map(|_| g.next_id().unwrap()).collect();
-        assert_eq!(ids.last().unwrap().sequence(), 63);
-        // The 65th id of this millisecond must wait until the clock ticks.
-        let waiter = {
-            let g = Arc::clone(&g);
-            std::thread::spawn(move || g.next_id().unwrap())
-        };
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(!waiter.is_finished(), "must not hand out a 65th id in the same millisecond");
-        clock.set(T0 + 1);
-        let next = waiter.join().unwrap();
-        assert_eq!((next.timestamp_ms(), next.sequence()), (T0 + 1, 0));
-        assert!(next > *ids.last().unwrap());
+    fn sequence_overflow_waits_for_the_next_millisecond_without_blocking_the_thread() {
+        on_one_thread(async {
+            let clock = ManualClock::at(T0);
+            let g = Arc::new(Generator::with_clock(1, clock.clone()));
+            let mut ids = Vec::new();
+            for _ in 0..64 {
+                ids.push(g.next_id().await.unwrap());
+            }
+            assert_eq!(ids.last().unwrap().sequence(), 63);
+            assert_eq!(g.try_next_id().unwrap(), Next::Wait { behind_ms: 0 });
+            // The 65th id of this millisecond must wait until the clock ticks, while this task
+            // (on the same thread) keeps running.
+            let waiter = tokio::spawn({
+                let g = Arc::clone(&g);
+                async move { g.next_id().await.unwrap() }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            assert!(!waiter.is_finished(), "must not hand out a 65th id in the same millisecond");
+            clock.set(T0 + 1);
+            let next = waiter.await.unwrap();
+            assert_eq!((next.timestamp_ms(), next.sequence()), (T0 + 1, 0));
+            assert!(next > *ids.last().unwrap());
+        });
     }
 
     #[test]
     fn backwards_clock_never_duplicates() {
-        let clock = ManualClock::at(T0 + 10);
-        let g = Arc::new(Generator::with_clock(3, clock.clone()));
-        let mut seen = HashSet::new();
-        let mut last = g.next_id().unwrap();
-        seen.insert(last);
-        // The clock jumps back 10 ms: the remaining 63 ids of the last millisecond are handed out.
-        clock.set(T0);
-        for _ in 0..63 {
-            let id = g.next_id().unwrap();
-            assert!(id > last, "{id} must be greater than {last}");
-            assert!(seen.insert(id));
-            last = id;
-        }
-        // Then the generator waits for the wall clock to pass its last timestamp.
-        let waiter = {
-            let g = Arc::clone(&g);
-            std::thread::spawn(move || g.next_id().unwrap())
-        };
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(!waiter.is_finished(), "must not reuse a timestamp while the clock is behind");
-        clock.set(T0 + 11);
-        let id = waiter.join().unwrap();
-        assert!(id > last && seen.insert(id));
-        assert_eq!((id.timestamp_ms(), id.sequence()), (T0 + 11, 0));
+        on_one_thread(async {
+            let clock = ManualClock::at(T0 + 10);
+            let g = Arc::new(Generator::with_clock(3, clock.clone()));
+            let mut seen = HashSet::new();
+            let mut last = g.next_id().await.unwrap();
+            seen.insert(last);
+            // The clock jumps back 10 ms: the remaining 63 ids of the last millisecond are handed out.
+            clock.set(T0);
+            for _ in 0..63 {
+                let id = g.next_id().await.unwrap();
+                assert!(id > last, "{id} must be greater than {last}");
+                assert!(seen.insert(id));
+                last = id;
+            }
+            assert_eq!(g.try_next_id().unwrap(), Next::Wait { behind_ms: 10 });
+            // Then the generator waits for the wall clock to pass its last timestamp.
+            let waiter = tokio::spawn({
+                let g = Arc::clone(&g);
+                async move { g.next_id().await.unwrap() }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            assert!(!waiter.is_finished(), "must not reuse a timestamp while the clock is behind");
+            clock.set(T0 + 11);
+            let id = waiter.await.unwrap();
+            assert!(id > last && seen.insert(id));
+            assert_eq!((id.timestamp_ms(), id.sequence()), (T0 + 11, 0));
+        });
     }
 
     #[test]
@@ -353,9 +404,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn clock_before_epoch_is_an_error() {
+    #[tokio::test]
+    async fn clock_before_epoch_is_an_error() {
         let g = Generator::with_clock(1, ManualClock::at(EPOCH_MS - 1));
-        assert_eq!(g.next_id(), Err(IdError::ClockOutOfRange));
+        assert_eq!(g.next_id().await, Err(IdError::ClockOutOfRange));
     }
 }
