@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failing step panics with what it saw
 
 use clap::Parser as _;
-use cruncan_kafka::{Producer, ProducerConfig};
+use cruncan_kafka::{DeadLetterHeaders, Headers, Producer, ProducerSettings};
 use cruncan_model::{DataEntry, OneRequestEvent};
 use cruncan_shutdown::Shutdown;
 use cruncan_testkit::{OtlpReceiver, brokers, read_topic, unique_name};
@@ -158,10 +158,10 @@ impl FlowWorld {
         s.database = test_db().await;
         s.kafka.brokers = brokers();
         s.kafka.topic = topic.to_owned();
-        s.kafka.group_id = unique_name("bdd-two");
-        s.kafka.backoff_initial_ms = 50;
-        s.kafka.backoff_max_ms = 1_000;
-        s.kafka.max_attempts = 10;
+        s.kafka.consumer.group_id = unique_name("bdd-two");
+        s.kafka.consumer.backoff_initial = Duration::from_millis(50);
+        s.kafka.consumer.backoff_max = Duration::from_secs(1);
+        s.kafka.consumer.max_attempts = 10;
         s.token.url = stub.base.clone();
         s.three.url = stub.base.clone();
         s
@@ -218,7 +218,7 @@ impl FlowWorld {
     async fn publish_event(&mut self, id: &str) {
         let producer = self
             .producer
-            .get_or_insert_with(|| Producer::new(&ProducerConfig::new(brokers(), "bdd")).unwrap())
+            .get_or_insert_with(|| Producer::new(&brokers(), &ProducerSettings::new("bdd")).unwrap())
             .clone();
         let event = OneRequestEvent {
             request_id: id.to_owned(),
@@ -228,7 +228,7 @@ impl FlowWorld {
             created_at: chrono::Utc::now(),
         };
         producer
-            .send(&self.two_topic(), id.as_bytes(), &serde_json::to_vec(&event).unwrap(), &[])
+            .send(&self.two_topic(), id.as_bytes(), &serde_json::to_vec(&event).unwrap(), &Headers::new())
             .await
             .unwrap();
         self.request_ids.push(id.to_owned());
@@ -439,22 +439,28 @@ async fn publish_poison(w: &mut FlowWorld) {
     let key = unique_name("poison");
     let producer = w
         .producer
-        .get_or_insert_with(|| Producer::new(&ProducerConfig::new(brokers(), "bdd")).unwrap())
+        .get_or_insert_with(|| Producer::new(&brokers(), &ProducerSettings::new("bdd")).unwrap())
         .clone();
-    producer.send(&w.two_topic(), key.as_bytes(), b"{not json at all", &[]).await.unwrap();
+    producer.send(&w.two_topic(), key.as_bytes(), b"{not json at all", &Headers::new()).await.unwrap();
     w.poison_key = Some(key);
 }
 
 #[then(expr = "the undecodable message is in the dead-letter topic with reason {string}")]
 async fn poison_dead_lettered(w: &mut FlowWorld, reason: String) {
     let key = w.poison_key.clone().unwrap();
-    let dlq = format!("{}.dlq", w.two_topic());
+    let two = &w.two.as_ref().expect("service two is running").settings.kafka;
+    let dlq = two.consumer.dead_letter_topic(&two.topic);
     let records = read_topic(&dlq, 1, Duration::from_secs(30), Duration::from_millis(500)).await;
     let record = records
         .iter()
         .find(|r| r.key == key)
         .unwrap_or_else(|| panic!("expected {key} in {dlq}, saw {records:?}"));
-    assert_eq!(record.header("dlq.reason"), Some(reason.as_str()), "headers: {:?}", record.headers);
+    assert_eq!(
+        record.header(DeadLetterHeaders::REASON),
+        Some(reason.as_str()),
+        "headers: {:?}",
+        record.headers
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

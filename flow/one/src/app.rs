@@ -8,7 +8,7 @@ use crate::repo::{PgRequestRepository, TracedRepository};
 use anyhow::Context as _;
 use cruncan_http::ReadinessCheck;
 use cruncan_id::Generator;
-use cruncan_kafka::{Producer, ProducerConfig};
+use cruncan_kafka::Producer;
 use cruncan_shutdown::Shutdown;
 use sqlx::PgPool;
 use std::net::SocketAddr;
@@ -51,11 +51,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let pool = settings.database.lazy_pool();
     cruncan_db::migrate(&MIGRATOR, &pool, Duration::from_secs(30)).await?;
 
-    let producer = Producer::new(&ProducerConfig {
-        linger_ms: settings.kafka.linger_ms,
-        message_timeout_ms: settings.kafka.message_timeout_ms,
-        ..ProducerConfig::new(settings.kafka.brokers.clone(), "one")
-    })?;
+    let producer = Producer::new(&settings.kafka.brokers, &settings.kafka.producer)?;
     let relay = Relay::new(pool.clone(), producer.clone(), settings.kafka.clone(), settings.outbox.clone());
 
     // ANCHOR: readiness

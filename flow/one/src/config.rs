@@ -3,6 +3,7 @@
 use clap::Parser;
 use cruncan_config::{ConfigArgs, Sources};
 use cruncan_db::DatabaseSettings;
+use cruncan_kafka::ProducerSettings;
 use serde::Deserialize;
 
 // ANCHOR: cli
@@ -43,7 +44,9 @@ pub struct Cli {
 }
 // ANCHOR_END: cli
 
-/// Everything service one is configured with.
+/// Everything service one is configured with. Each section rejects keys it does not know (a
+/// misspelt key is a start-up error); the top level cannot, because `APP_ENVIRONMENT` and
+/// `APP_CONFIG_DIR` arrive through the same `APP_` prefix.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     /// HTTP server.
@@ -69,6 +72,7 @@ pub struct Settings {
 
 /// HTTP server settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     /// Bind address.
     pub host: String,
@@ -80,8 +84,10 @@ pub struct HttpSettings {
     pub request_timeout_ms: u64,
 }
 
-/// Kafka settings.
+/// Kafka settings: the cluster and topic are the service's, the producer's tuning is
+/// `cruncan_kafka`'s own settings type.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Bootstrap servers.
     pub brokers: String,
@@ -91,14 +97,13 @@ pub struct KafkaSettings {
     pub partitions: i32,
     /// Replication factor when the topic is created.
     pub replication: i32,
-    /// Producer `linger.ms`.
-    pub linger_ms: u32,
-    /// Producer `message.timeout.ms`.
-    pub message_timeout_ms: u32,
+    /// The producer the outbox relay publishes with.
+    pub producer: ProducerSettings,
 }
 
 /// Outbox relay settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OutboxSettings {
     /// Rows claimed and published per transaction.
     pub batch_size: i64,
@@ -114,6 +119,7 @@ pub struct OutboxSettings {
 // ANCHOR: limits
 /// Input limits, enforced with a 400 that names the field.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Longest `user_id`, in characters.
     pub max_user_id_len: usize,
@@ -130,6 +136,7 @@ pub struct Limits {
 
 /// Snowflake settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SnowflakeSettings {
     /// Explicit node id; otherwise from `POD_IP`.
     pub node_id: Option<u16>,
@@ -137,6 +144,7 @@ pub struct SnowflakeSettings {
 
 /// Telemetry settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelemetrySettings {
     /// `EnvFilter` directive.
     pub log_filter: String,
@@ -144,6 +152,7 @@ pub struct TelemetrySettings {
 
 /// Shutdown settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ShutdownSettings {
     /// How long in-flight requests may take after SIGTERM.
     pub drain_timeout_ms: u64,
@@ -170,5 +179,38 @@ impl Settings {
             settings.database.apply_url(url)?;
         }
         Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    fn load(environment: &str, env: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<HashMap<_, _>>();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+        cruncan_config::load(&Sources { env: Some(env), ..Sources::new(dir, environment) })
+    }
+
+    #[test]
+    fn every_config_file_loads_and_durations_are_humantime() {
+        for environment in ["local", "production"] {
+            load(environment, &[]).unwrap_or_else(|e| panic!("{environment}: {e:#}"));
+        }
+        let s = load("local", &[("APP_KAFKA__PRODUCER__LINGER", "20ms")]).unwrap();
+        assert_eq!(s.kafka.producer.linger, Duration::from_millis(20));
+        assert_eq!(s.kafka.producer.message_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_misspelt_key_is_an_error_that_names_it() {
+        for key in ["APP_KAFKA__PRODUCER__LINGER_MS", "APP_KAFKA__LINGER", "APP_OUTBOX__BATCH_SIZ"] {
+            let err = load("local", &[(key, "1")]).unwrap_err();
+            let name = key.rsplit("__").next().unwrap().to_lowercase();
+            assert!(format!("{err:#}").contains(&name), "{key}: {err:#}");
+        }
     }
 }

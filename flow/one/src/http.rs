@@ -19,7 +19,6 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use utoipa::OpenApi as _;
@@ -323,11 +322,8 @@ fn request_hash(request: &OneRequest) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn trace_headers() -> BTreeMap<String, String> {
-    cruncan_kafka::trace_headers()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-        .collect()
+fn trace_headers() -> cruncan_kafka::Headers {
+    cruncan_kafka::Headers::current_trace()
 }
 
 /// Returns a stored request.

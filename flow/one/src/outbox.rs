@@ -14,12 +14,11 @@
 use crate::config::{KafkaSettings, OutboxSettings};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use cruncan_kafka::Producer;
+use cruncan_kafka::{Headers, Producer};
 use cruncan_shutdown::Shutdown;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
 use sqlx::{PgPool, Postgres, Transaction};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -88,7 +87,7 @@ struct Row {
     topic: String,
     key: String,
     payload: Vec<u8>,
-    headers: sqlx::types::Json<BTreeMap<String, String>>,
+    headers: sqlx::types::Json<Headers>,
     created_at: DateTime<Utc>,
 }
 
@@ -321,8 +320,7 @@ impl Relay {
     // ANCHOR: publish_span
     /// One row to Kafka, in a producer span that continues the HTTP request's trace.
     async fn publish(&self, row: &Row) -> anyhow::Result<()> {
-        let headers: Vec<(String, Vec<u8>)> =
-            row.headers.0.iter().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect();
+        let headers = &row.headers.0;
         let span = tracing::info_span!(
             "publish",
             otel.name = format!("publish {}", row.topic),
@@ -333,12 +331,12 @@ impl Relay {
             messaging.kafka.message.key = %row.key,
             otel.status_code = tracing::field::Empty,
         );
-        let parent = cruncan_telemetry::extract_context(&cruncan_kafka::KafkaHeaderExtractor(&headers));
+        let parent = cruncan_telemetry::extract_context(headers);
         let _ = span.set_parent(parent);
         // ANCHOR_END: publish_span
         let sent = self
             .producer
-            .send(&row.topic, row.key.as_bytes(), &row.payload, &headers)
+            .send(&row.topic, row.key.as_bytes(), &row.payload, headers)
             .instrument(span.clone())
             .await;
         match sent {

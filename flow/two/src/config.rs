@@ -4,13 +4,14 @@ use clap::Parser;
 use cruncan_accesstoken::TokenSettings;
 use cruncan_config::{ConfigArgs, Sources};
 use cruncan_db::DatabaseSettings;
+use cruncan_kafka::{ConsumerSettings, ProducerSettings};
 use serde::Deserialize;
 
 /// Service two: consumes request events from Kafka, gets an OAuth2 token and posts each request
 /// to the third party, with retries, a dead-letter topic and de-duplication.
 ///
 /// Settings come from config/base.yaml, config/<environment>.yaml and APP_* environment
-/// variables (APP_KAFKA__CONCURRENCY=32); the flags below override them.
+/// variables (APP_KAFKA__CONSUMER__CONCURRENCY=32); the flags below override them.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "two", version)]
 pub struct Cli {
@@ -31,10 +32,10 @@ pub struct Cli {
     /// Topic to consume [config: kafka.topic]
     #[arg(long)]
     pub topic: Option<String>,
-    /// Consumer group [config: kafka.group_id]
+    /// Consumer group [config: kafka.consumer.group_id]
     #[arg(long)]
     pub group_id: Option<String>,
-    /// Messages handled at once [config: kafka.concurrency]
+    /// Messages handled at once [config: kafka.consumer.concurrency]
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Token server base URL [config: token.url]
@@ -48,7 +49,9 @@ pub struct Cli {
     pub log_filter: Option<String>,
 }
 
-/// Everything service two is configured with.
+/// Everything service two is configured with. Each section rejects keys it does not know (a
+/// misspelt key is a start-up error); the top level cannot, because `APP_ENVIRONMENT` and
+/// `APP_CONFIG_DIR` arrive through the same `APP_` prefix.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     /// Health endpoints.
@@ -67,6 +70,7 @@ pub struct Settings {
 
 /// Admin server settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdminSettings {
     /// Bind address.
     pub host: String,
@@ -74,44 +78,28 @@ pub struct AdminSettings {
     pub port: u16,
 }
 
-/// Kafka consumer settings.
+/// Kafka settings: the cluster and topic are the service's; the consumer's and the dead-letter
+/// producer's tuning are `cruncan_kafka`'s own settings types.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Bootstrap servers.
     pub brokers: String,
     /// Topic to consume.
     pub topic: String,
-    /// Consumer group.
-    pub group_id: String,
     /// Partitions when the topic is created.
     pub partitions: i32,
     /// Replication when the topic is created.
     pub replication: i32,
-    /// Lanes (messages handled at once).
-    pub concurrency: usize,
-    /// Handler runs per message before dead-lettering.
-    pub max_attempts: u32,
-    /// First retry delay.
-    pub backoff_initial_ms: u64,
-    /// Largest retry delay.
-    pub backoff_max_ms: u64,
-    /// Dead-letter topic suffix.
-    pub dead_letter_suffix: String,
-    /// How long a stop waits for in-flight messages.
-    pub drain_timeout_ms: u64,
-    /// Retryable failures in a row (across messages) that open the circuit breaker.
-    pub breaker_failure_threshold: u32,
-    /// First delay between probes while the breaker is open.
-    pub breaker_probe_initial_ms: u64,
-    /// Largest delay between probes.
-    pub breaker_probe_max_ms: u64,
-    /// Extra librdkafka consumer properties.
-    #[serde(default)]
-    pub extra: std::collections::BTreeMap<String, String>,
+    /// The group consumer: lanes, retries, dead letters, circuit breaker.
+    pub consumer: ConsumerSettings,
+    /// The producer of dead letters.
+    pub dead_letters: ProducerSettings,
 }
 
 /// Third-party API settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ThreeSettings {
     /// Base URL; requests go to `{url}/three`.
     pub url: String,
@@ -123,6 +111,7 @@ pub struct ThreeSettings {
 
 /// Telemetry settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelemetrySettings {
     /// `EnvFilter` directive.
     pub log_filter: String,
@@ -137,8 +126,8 @@ impl Settings {
             .override_with("admin.port", cli.admin_port)
             .override_with("kafka.brokers", cli.brokers.as_ref())
             .override_with("kafka.topic", cli.topic.as_ref())
-            .override_with("kafka.group_id", cli.group_id.as_ref())
-            .override_with("kafka.concurrency", cli.concurrency)
+            .override_with("kafka.consumer.group_id", cli.group_id.as_ref())
+            .override_with("kafka.consumer.concurrency", cli.concurrency)
             .override_with("token.url", cli.token_url.as_ref())
             .override_with("three.url", cli.three_url.as_ref())
             .override_with("telemetry.log_filter", cli.log_filter.as_ref());
@@ -147,5 +136,41 @@ impl Settings {
             settings.database.apply_url(url)?;
         }
         Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    fn load(environment: &str, env: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<HashMap<_, _>>();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+        cruncan_config::load(&Sources { env: Some(env), ..Sources::new(dir, environment) })
+    }
+
+    #[test]
+    fn every_config_file_loads_and_durations_are_humantime() {
+        for environment in ["local", "production"] {
+            load(environment, &[]).unwrap_or_else(|e| panic!("{environment}: {e:#}"));
+        }
+        let s = load("local", &[("APP_KAFKA__CONSUMER__BACKOFF_MAX", "3s")]).unwrap();
+        assert_eq!(s.kafka.consumer.backoff_initial, Duration::from_millis(200));
+        assert_eq!(s.kafka.consumer.backoff_max, Duration::from_secs(3));
+        assert_eq!(s.kafka.consumer.breaker.probe_max, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_misspelt_key_is_an_error_that_names_it() {
+        for key in
+            ["APP_KAFKA__CONSUMER__BACKOF_MAX", "APP_KAFKA__DEAD_LETTERS__LINGER_MS", "APP_THREE__TIMEOUT"]
+        {
+            let err = load("local", &[(key, "1")]).unwrap_err();
+            let name = key.rsplit("__").next().unwrap().to_lowercase();
+            assert!(format!("{err:#}").contains(&name), "{key}: {err:#}");
+        }
     }
 }

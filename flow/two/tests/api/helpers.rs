@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use clap::Parser as _;
-use cruncan_kafka::{Producer, ProducerConfig};
+use cruncan_kafka::{Headers, Producer, ProducerSettings};
 use cruncan_model::{DataEntry, OneRequestEvent};
 use cruncan_shutdown::Shutdown;
 pub use cruncan_testkit::{brokers, committed_offset, read_topic, unique_name, wait_until};
@@ -36,12 +36,12 @@ pub async fn settings(token_server: &MockServer, three: &MockServer) -> Settings
     s.database = cruncan_db::create_test_database(&base).await.unwrap();
     s.kafka.brokers = brokers();
     s.kafka.topic = unique_name("two-test");
-    s.kafka.group_id = unique_name("two-group");
+    s.kafka.consumer.group_id = unique_name("two-group");
     s.kafka.partitions = 1;
-    s.kafka.backoff_initial_ms = 20;
-    s.kafka.backoff_max_ms = 200;
-    s.kafka.max_attempts = 4;
-    s.kafka.drain_timeout_ms = 5_000;
+    s.kafka.consumer.backoff_initial = Duration::from_millis(20);
+    s.kafka.consumer.backoff_max = Duration::from_millis(200);
+    s.kafka.consumer.max_attempts = 4;
+    s.kafka.consumer.drain_timeout = Duration::from_secs(5);
     s.token.url = token_server.uri();
     s.token.client_secret = SECRET.into();
     s.three.url = three.uri();
@@ -64,7 +64,7 @@ pub async fn start(settings: Settings, token_server: MockServer, three: MockServ
     let admin = app.admin_addr().unwrap();
     let shutdown = Shutdown::new();
     let handle = Some(tokio::spawn(app.run_until_stopped(shutdown.clone())));
-    let producer = Producer::new(&ProducerConfig::new(brokers(), "two-test-producer")).unwrap();
+    let producer = Producer::new(&brokers(), &ProducerSettings::new("two-test-producer")).unwrap();
     TestTwo { settings, shutdown, handle, token_server, three, producer, admin }
 }
 
@@ -74,8 +74,9 @@ impl TestTwo {
         self.publish(request_id, &event_bytes(request_id, "summarise this"), &[]).await;
     }
 
-    pub async fn publish(&self, key: &str, payload: &[u8], headers: &[(String, Vec<u8>)]) {
-        self.producer.send(&self.settings.kafka.topic, key.as_bytes(), payload, headers).await.unwrap();
+    pub async fn publish(&self, key: &str, payload: &[u8], headers: &[(&str, &str)]) {
+        let headers: Headers = headers.iter().map(|(k, v)| (*k, *v)).collect();
+        self.producer.send(&self.settings.kafka.topic, key.as_bytes(), payload, &headers).await.unwrap();
     }
 
     pub async fn stop(mut self) {
@@ -84,7 +85,7 @@ impl TestTwo {
     }
 
     pub fn dlq(&self) -> String {
-        format!("{}{}", self.settings.kafka.topic, self.settings.kafka.dead_letter_suffix)
+        self.settings.kafka.consumer.dead_letter_topic(&self.settings.kafka.topic)
     }
 
     pub async fn processed(&self, request_id: &str) -> bool {
