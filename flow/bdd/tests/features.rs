@@ -97,7 +97,7 @@ fn config_dir(service: &str) -> String {
 async fn test_db() -> cruncan_db::DatabaseSettings {
     let mut db = cruncan_db::create_test_database(&cruncan_db::local_test_settings().unwrap()).await.unwrap();
     // Scenarios run side by side on two cores: give connections room.
-    db.acquire_timeout_ms = 10_000;
+    db.acquire_timeout = Duration::from_secs(10);
     db
 }
 

@@ -2,15 +2,23 @@
 //! creating the service's database when asked, and isolated databases for tests.
 
 use anyhow::Context as _;
+use backon::{ExponentialBuilder, Retryable as _};
 use cruncan_config::{ExposeSecret as _, Secret};
+use percent_encoding::percent_decode_str;
 use serde::Deserialize;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions as _, Connection as _, PgPool};
+use std::path::PathBuf;
 use std::time::Duration;
+use url::Url;
+
+pub use sqlx::postgres::PgSslMode;
 
 // ANCHOR: settings
-/// Database settings, from the service's config (`database:` section).
+/// Database settings, from the service's config (`database:` section). A key it does not know is
+/// an error; `acquire_timeout` is a humantime string (`2s`).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// Server host.
     pub host: String,
@@ -22,28 +30,48 @@ pub struct DatabaseSettings {
     pub password: Secret,
     /// Database name.
     pub name: String,
-    /// Require TLS (`true` in production).
+    /// TLS, as libpq's `sslmode`: `disable`, `allow`, `prefer` (the default), `require`,
+    /// `verify-ca` or `verify-full` (production: certificate and host name checked).
+    #[serde(default = "default_ssl_mode", deserialize_with = "ssl_mode")]
+    pub ssl_mode: PgSslMode,
+    /// CA certificate(s) to verify the server with (`sslrootcert`), for `verify-ca`/`verify-full`.
     #[serde(default)]
-    pub require_ssl: bool,
+    pub ssl_root_cert: Option<PathBuf>,
+    /// `application_name`, shown in `pg_stat_activity`.
+    #[serde(default)]
+    pub application_name: Option<String>,
     /// Pool size.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
     /// How long a request waits for a pooled connection before the service answers 503.
-    #[serde(default = "default_acquire_timeout_ms")]
-    pub acquire_timeout_ms: u64,
+    #[serde(default = "default_acquire_timeout", with = "humantime_serde")]
+    pub acquire_timeout: Duration,
     /// Create the database at start-up when it does not exist (local development).
     #[serde(default)]
     pub create_if_missing: bool,
 }
 // ANCHOR_END: settings
 
+fn default_ssl_mode() -> PgSslMode {
+    PgSslMode::Prefer
+}
+
+fn ssl_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PgSslMode, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
 fn default_max_connections() -> u32 {
     16
 }
 
-fn default_acquire_timeout_ms() -> u64 {
-    2_000
+fn default_acquire_timeout() -> Duration {
+    Duration::from_secs(2)
 }
+
+/// The `DATABASE_URL` query parameters [`DatabaseSettings::apply_url`] understands; any other is
+/// an error rather than a setting silently dropped.
+pub const URL_PARAMETERS: [&str; 3] = ["sslmode", "sslrootcert", "application_name"];
 
 impl DatabaseSettings {
     /// Connection options for the configured database.
@@ -53,30 +81,66 @@ impl DatabaseSettings {
 
     /// Connection options for the server's maintenance database (`postgres`).
     pub fn server_options(&self) -> PgConnectOptions {
-        PgConnectOptions::new()
+        let mut options = PgConnectOptions::new()
             .host(&self.host)
             .port(self.port)
             .username(&self.username)
             .password(self.password.expose_secret())
-            .ssl_mode(if self.require_ssl { PgSslMode::Require } else { PgSslMode::Prefer })
-            .log_statements(tracing::log::LevelFilter::Trace)
+            .ssl_mode(self.ssl_mode)
+            .log_statements(tracing::log::LevelFilter::Trace);
+        if let Some(cert) = &self.ssl_root_cert {
+            options = options.ssl_root_cert(cert);
+        }
+        if let Some(name) = &self.application_name {
+            options = options.application_name(name);
+        }
+        options
     }
 
-    /// Overrides host, port, user, password and database name from a `postgres://` URL
-    /// (`DATABASE_URL`); the URL's database name wins only when it names one.
-    pub fn apply_url(&mut self, url: &str) -> anyhow::Result<()> {
-        let opts: PgConnectOptions = url.parse().context("DATABASE_URL is not a valid postgres:// URL")?;
-        self.host = opts.get_host().to_owned();
-        self.port = opts.get_port();
-        self.username = opts.get_username().to_owned();
-        if let Some(password) = url_password(url) {
-            self.password = Secret::from(password);
+    // ANCHOR: apply_url
+    /// Overrides the fields a `postgres://` URL (`DATABASE_URL`) names: host, port, user, password
+    /// (percent-decoded), database name (only when it names one other than `postgres`) and the
+    /// query parameters in [`URL_PARAMETERS`]. A parameter outside that list is an error.
+    pub fn apply_url(&mut self, raw: &str) -> anyhow::Result<()> {
+        let url = Url::parse(raw).context("DATABASE_URL is not a valid URL")?;
+        anyhow::ensure!(
+            matches!(url.scheme(), "postgres" | "postgresql"),
+            "DATABASE_URL must start with postgres:// (got {}://)",
+            url.scheme()
+        );
+        let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+        if let Some(host) = url.host_str().filter(|h| !h.is_empty()) {
+            self.host = decode(host);
         }
-        if let Some(db) = opts.get_database().filter(|d| !d.is_empty() && *d != "postgres") {
-            self.name = db.to_owned();
+        if let Some(port) = url.port() {
+            self.port = port;
+        }
+        if !url.username().is_empty() {
+            self.username = decode(url.username());
+        }
+        if let Some(password) = url.password() {
+            self.password = Secret::from(decode(password));
+        }
+        let db = decode(url.path().trim_start_matches('/'));
+        if !db.is_empty() && db != "postgres" {
+            self.name = db;
+        }
+        for (key, value) in url.query_pairs() {
+            match &*key {
+                "sslmode" => {
+                    self.ssl_mode = value.parse().with_context(|| format!("DATABASE_URL sslmode={value}"))?;
+                }
+                "sslrootcert" => self.ssl_root_cert = Some(PathBuf::from(&*value)),
+                "application_name" => self.application_name = Some(value.into_owned()),
+                other => anyhow::bail!(
+                    "DATABASE_URL parameter {other:?} is not supported here (supported: {})",
+                    URL_PARAMETERS.join(", ")
+                ),
+            }
         }
         Ok(())
     }
+    // ANCHOR_END: apply_url
 
     /// A pool that connects lazily: the service starts (and answers `/healthz`) even while the
     /// database is down, and requests get 503 until it is back.
@@ -89,7 +153,7 @@ impl DatabaseSettings {
     pub fn lazy_pool(&self) -> PgPool {
         PgPoolOptions::new()
             .max_connections(self.max_connections)
-            .acquire_timeout(Duration::from_millis(self.acquire_timeout_ms))
+            .acquire_timeout(self.acquire_timeout)
             .test_before_acquire(false)
             .before_acquire(|conn, meta| {
                 Box::pin(async move {
@@ -102,32 +166,6 @@ impl DatabaseSettings {
             .connect_lazy_with(self.connect_options())
     }
     // ANCHOR_END: lazy_pool
-}
-
-fn url_password(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let userinfo = rest.split_once('@')?.0;
-    let pw = userinfo.split_once(':')?.1;
-    Some(percent_decode(pw))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `CREATE/DROP DATABASE` cannot take a bind parameter; the name is quoted as an identifier
@@ -159,26 +197,23 @@ pub async fn ensure_database(settings: &DatabaseSettings) -> anyhow::Result<()> 
 
 // ANCHOR: migrate
 /// Runs `migrator`, retrying while the database is unreachable (a service often starts before its
-/// database is ready) until `patience` runs out. Several replicas may run this at once: sqlx
-/// serialises them with an advisory lock.
+/// database is ready) with exponential backoff from 200 ms to 5 s until the waits add up to
+/// `patience`. Several replicas may run this at once: sqlx serialises them with an advisory lock.
 pub async fn migrate(
     migrator: &sqlx::migrate::Migrator,
     pool: &PgPool,
     patience: Duration,
 ) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + patience;
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match migrator.run(pool).await {
-            Ok(()) => return Ok(()),
-            Err(e) if tokio::time::Instant::now() + delay < deadline => {
-                tracing::warn!(error = %e, ?delay, "database not ready for migrations; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(e).context("running database migrations"),
-        }
-    }
+    let backoff = ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_total_delay(Some(patience))
+        .without_max_times();
+    (|| migrator.run(pool))
+        .retry(backoff)
+        .notify(|e, delay| tracing::warn!(error = %e, ?delay, "database not ready for migrations; retrying"))
+        .await
+        .context("running database migrations")
 }
 // ANCHOR_END: migrate
 
@@ -218,9 +253,11 @@ pub fn local_test_settings() -> anyhow::Result<DatabaseSettings> {
         username: "postgres".into(),
         password: Secret::from("postgres"),
         name: "postgres".into(),
-        require_ssl: false,
+        ssl_mode: PgSslMode::Prefer,
+        ssl_root_cert: None,
+        application_name: None,
         max_connections: 8,
-        acquire_timeout_ms: 2_000,
+        acquire_timeout: Duration::from_secs(2),
         create_if_missing: false,
     };
     if let Ok(url) = std::env::var("DATABASE_URL") {
@@ -271,6 +308,46 @@ mod tests {
         assert_eq!(s.password.expose_secret(), "p@ss:w0rd");
         assert!(!format!("{s:?}").contains("p@ss"), "password must not print");
         assert!(s.apply_url("not a url").is_err());
+        assert!(s.apply_url("mysql://u:p@h/db").is_err());
+    }
+
+    #[test]
+    fn url_parameters_reach_the_connect_options() {
+        let mut s = local_test_settings().unwrap();
+        s.apply_url(
+            "postgres://app:pw@db.internal:6543/orders?sslmode=verify-full&sslrootcert=/etc/ca.pem&application_name=one",
+        )
+        .unwrap();
+        let opts = s.connect_options();
+        assert!(matches!(opts.get_ssl_mode(), PgSslMode::VerifyFull), "{:?}", opts.get_ssl_mode());
+        assert_eq!(opts.get_application_name(), Some("one"));
+        assert_eq!(
+            (opts.get_host(), opts.get_port(), opts.get_database()),
+            ("db.internal", 6543, Some("orders"))
+        );
+        assert_eq!(s.ssl_root_cert.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
+    }
+
+    #[test]
+    fn an_unknown_url_parameter_is_an_error_not_dropped() {
+        let mut s = local_test_settings().unwrap();
+        let err = s.apply_url("postgres://u:p@h/db?sslmode=require&connect_timeout=5").unwrap_err();
+        assert!(format!("{err:#}").contains("connect_timeout"), "{err:#}");
+        assert!(
+            s.apply_url("postgres://u:p@h/db?sslmode=sometimes").is_err(),
+            "an invalid sslmode is an error"
+        );
+    }
+
+    #[test]
+    fn settings_deserialize_with_humantime_and_reject_unknown_keys() {
+        let yaml = "{host: h, port: 1, username: u, password: p, name: n, ssl_mode: verify-full, acquire_timeout: 500ms}";
+        let s: DatabaseSettings = serde_yaml_ng::from_str(yaml).unwrap();
+        assert!(matches!(s.ssl_mode, PgSslMode::VerifyFull));
+        assert_eq!(s.acquire_timeout, Duration::from_millis(500));
+        let misspelt = "{host: h, port: 1, username: u, password: p, name: n, require_ssl: true}";
+        let err = serde_yaml_ng::from_str::<DatabaseSettings>(misspelt).unwrap_err();
+        assert!(err.to_string().contains("require_ssl"), "{err}");
     }
 
     #[test]
