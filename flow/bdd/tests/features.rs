@@ -124,7 +124,7 @@ impl FlowWorld {
         s.kafka.brokers = brokers();
         s.kafka.topic = topic.to_owned();
         s.snowflake.node_id = Some(7);
-        s.outbox.poll_interval_ms = 500;
+        s.outbox.poll_interval = Duration::from_millis(500);
         let app = one::build(s.clone()).await.unwrap();
         let base = format!("http://{}", app.local_addr().unwrap());
         let pool = app.pool().clone();

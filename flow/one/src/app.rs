@@ -72,7 +72,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         limits: Arc::new(settings.limits.clone()),
         topic: settings.kafka.topic.as_str().into(),
         body_limit: settings.http.body_limit_bytes,
-        request_timeout: Duration::from_millis(settings.http.request_timeout_ms),
+        request_timeout: settings.http.request_timeout,
         ready,
         requests: cruncan_telemetry::meter("one")
             .u64_counter("one.requests")
@@ -87,8 +87,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         relay,
         producer,
         pool,
-        drain_timeout: Duration::from_millis(settings.shutdown.drain_timeout_ms),
-        lame_duck: Duration::from_millis(settings.shutdown.lame_duck_ms),
+        drain_timeout: settings.shutdown.drain_timeout,
+        lame_duck: settings.shutdown.lame_duck,
     })
 }
 // ANCHOR_END: build

@@ -5,6 +5,7 @@ use cruncan_config::{ConfigArgs, Sources};
 use cruncan_db::DatabaseSettings;
 use cruncan_kafka::ProducerSettings;
 use serde::Deserialize;
+use std::time::Duration;
 
 // ANCHOR: cli
 /// Service one: accepts requests over HTTP, stores them and publishes them to Kafka through a
@@ -81,7 +82,8 @@ pub struct HttpSettings {
     /// Largest accepted body (413 above).
     pub body_limit_bytes: usize,
     /// A request taking longer is answered 503.
-    pub request_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 /// Kafka settings: the cluster and topic are the service's, the producer's tuning is
@@ -108,12 +110,14 @@ pub struct OutboxSettings {
     /// Rows claimed and published per transaction.
     pub batch_size: i64,
     /// Poll for rows no wake-up announced (other replicas' rows, a missed wake-up).
-    pub poll_interval_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
     /// After a wake-up, wait this long for more rows before claiming (0: claim at once).
-    #[serde(default)]
-    pub batch_window_ms: u64,
+    #[serde(default, with = "humantime_serde")]
+    pub batch_window: Duration,
     /// On shutdown, how long the relay keeps draining pending rows.
-    pub drain_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
 }
 
 // ANCHOR: limits
@@ -155,11 +159,12 @@ pub struct TelemetrySettings {
 #[serde(deny_unknown_fields)]
 pub struct ShutdownSettings {
     /// How long in-flight requests may take after SIGTERM.
-    pub drain_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
     /// After SIGTERM, keep serving this long with `Connection: close` on every response, so
     /// keep-alive clients leave before idle connections are closed.
-    #[serde(default)]
-    pub lame_duck_ms: u64,
+    #[serde(default, with = "humantime_serde")]
+    pub lame_duck: Duration,
 }
 
 impl Settings {
@@ -187,7 +192,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use std::collections::HashMap;
-    use std::time::Duration;
 
     fn load(environment: &str, env: &[(&str, &str)]) -> anyhow::Result<Settings> {
         let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<HashMap<_, _>>();

@@ -13,6 +13,7 @@
 
 use crate::config::{KafkaSettings, OutboxSettings};
 use anyhow::Context as _;
+use backon::{BackoffBuilder as _, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use cruncan_kafka::{Headers, Producer};
 use cruncan_shutdown::Shutdown;
@@ -78,6 +79,18 @@ impl RelayMetrics {
             },
         }
     }
+}
+
+/// The longest wait between relay rounds while publishing fails.
+const FAILURE_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Waits between relay rounds while publishing fails: 200 ms, doubling, at most 5 s (backon).
+fn failure_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(FAILURE_BACKOFF_MAX)
+        .without_max_times()
+        .build()
 }
 
 /// A claimed outbox row.
@@ -157,9 +170,10 @@ impl Relay {
     }
 
     // ANCHOR: relay_run
-    /// Runs until `shutdown`, then keeps draining pending rows for up to `drain_timeout_ms`.
+    /// Runs until `shutdown`, then keeps draining pending rows for up to `drain_timeout`.
     pub async fn run(self, shutdown: Shutdown) {
         let mut failures = 0u32;
+        let mut backoff = failure_backoff();
         while !shutdown.is_triggered() {
             // Creating the topic touches no row, so it may be abandoned when shutdown comes.
             let ensured = tokio::select! {
@@ -174,17 +188,17 @@ impl Relay {
             self.refresh_pending_gauge().await;
             let wait = match published {
                 Ok(n) if n as i64 >= self.cfg.batch_size => {
-                    failures = 0;
+                    (failures, backoff) = (0, failure_backoff());
                     continue; // a full batch: there is probably more
                 }
                 Ok(_) => {
-                    failures = 0;
-                    Duration::from_millis(self.cfg.poll_interval_ms)
+                    (failures, backoff) = (0, failure_backoff());
+                    self.cfg.poll_interval
                 }
                 Err(e) => {
                     failures += 1;
                     tracing::warn!(error = %format!("{e:#}"), failures, "outbox relay: publishing failed; will retry");
-                    Duration::from_millis((100u64 << failures.min(6)).min(5_000))
+                    backoff.next().unwrap_or(FAILURE_BACKOFF_MAX)
                 }
             };
             // Sleep until a commit wakes us, the poll interval, or shutdown. While publishing
@@ -193,10 +207,10 @@ impl Relay {
                 () = shutdown.wait() => break,
                 () = tokio::time::sleep(wait) => {}
                 () = self.wake.woken(), if failures == 0 => {
-                    if self.cfg.batch_window_ms > 0 {
+                    if !self.cfg.batch_window.is_zero() {
                         // Let the rows of concurrent requests gather: one claim, one produce
                         // batch and one UPDATE for many rows instead of one round per request.
-                        tokio::time::sleep(Duration::from_millis(self.cfg.batch_window_ms)).await;
+                        tokio::time::sleep(self.cfg.batch_window).await;
                     }
                 }
             }
@@ -207,7 +221,7 @@ impl Relay {
 
     /// Publishes what is pending until nothing is or the drain deadline passes.
     async fn drain(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.cfg.drain_timeout_ms);
+        let deadline = tokio::time::Instant::now() + self.cfg.drain_timeout;
         loop {
             let round = tokio::time::timeout_at(deadline, self.publish_batch()).await;
             match round {
@@ -368,5 +382,16 @@ impl Relay {
         .await?;
         self.topic_ready.store(true, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_backoff_doubles_from_200_ms_to_5_s() {
+        let delays: Vec<u128> = failure_backoff().take(8).map(|d| d.as_millis()).collect();
+        assert_eq!(delays, [200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
     }
 }

@@ -6,6 +6,7 @@ use cruncan_config::{ConfigArgs, Sources};
 use cruncan_db::DatabaseSettings;
 use cruncan_kafka::{ConsumerSettings, ProducerSettings};
 use serde::Deserialize;
+use std::time::Duration;
 
 /// Service two: consumes request events from Kafka, gets an OAuth2 token and posts each request
 /// to the third party, with retries, a dead-letter topic and de-duplication.
@@ -104,7 +105,8 @@ pub struct ThreeSettings {
     /// Base URL; requests go to `{url}/three`.
     pub url: String,
     /// Timeout of one call.
-    pub timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
     /// Value of the `language` header.
     pub language: String,
 }
@@ -144,7 +146,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use std::collections::HashMap;
-    use std::time::Duration;
 
     fn load(environment: &str, env: &[(&str, &str)]) -> anyhow::Result<Settings> {
         let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<HashMap<_, _>>();

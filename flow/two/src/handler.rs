@@ -101,7 +101,7 @@ impl TwoHandler {
             .header("language", &self.three.language)
             .header("idempotency-key", &body.id)
             .bearer_auth(token.bearer())
-            .timeout(Duration::from_millis(self.three.timeout_ms))
+            .timeout(self.three.timeout)
             .build()
             .map_err(|e| HandlerError::permanent(anyhow::anyhow!("building the third-party request: {e}")))?;
         let response = cruncan_http::client::send_traced(&self.http, request).await.map_err(|e| {

@@ -24,8 +24,8 @@ pub fn settings(db: &DatabaseSettings) -> Settings {
     s.database = db.clone();
     s.kafka.brokers = brokers();
     s.kafka.topic = unique_name("one-test");
-    s.outbox.poll_interval_ms = 500;
-    s.shutdown.lame_duck_ms = 0;
+    s.outbox.poll_interval = std::time::Duration::from_millis(500);
+    s.shutdown.lame_duck = std::time::Duration::ZERO;
     s.snowflake.node_id = Some(1);
     s
 }

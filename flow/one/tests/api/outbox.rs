@@ -12,7 +12,7 @@ use std::time::Duration;
 fn unreachable_broker(s: &mut one::Settings) {
     s.kafka.brokers = "127.0.0.1:9".into();
     s.kafka.producer.message_timeout = Duration::from_secs(2);
-    s.outbox.drain_timeout_ms = 500;
+    s.outbox.drain_timeout = Duration::from_millis(500);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

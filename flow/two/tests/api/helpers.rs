@@ -45,7 +45,7 @@ pub async fn settings(token_server: &MockServer, three: &MockServer) -> Settings
     s.token.url = token_server.uri();
     s.token.client_secret = SECRET.into();
     s.three.url = three.uri();
-    s.three.timeout_ms = 1_000;
+    s.three.timeout = Duration::from_secs(1);
     s
 }
 

@@ -60,7 +60,7 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_is_retried() {
-    let two = spawn_two(|s| s.three.timeout_ms = 300).await;
+    let two = spawn_two(|s| s.three.timeout = Duration::from_millis(300)).await;
     mount_token(&two.token_server, "tok", 1).await;
     Mock::given(path("/three"))
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(2)))
