@@ -134,7 +134,7 @@ impl FlowWorld {
     }
 
     async fn start_stub(&mut self) {
-        let cfg = stub::Config::parse_from(["stub", "--port", "0"]);
+        let cfg = stub::Settings::parse_from(["stub", "--port", "0"]);
         let app = stub::build(cfg).await.unwrap();
         let base = format!("http://{}", app.local_addr().unwrap());
         let handle = app.stub();

@@ -2,7 +2,7 @@
 //! consumes until the shutdown signal, then finishes in-flight messages and commits.
 
 use crate::config::Settings;
-use crate::handler::TwoHandler;
+use crate::handler::DeliveryHandler;
 use crate::store::ProcessedStore;
 use anyhow::Context as _;
 use cruncan_accesstoken::TokenCache;
@@ -20,7 +20,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// A built service two, not yet consuming.
 pub struct App {
     consumer: Consumer,
-    handler: Arc<TwoHandler>,
+    handler: Arc<DeliveryHandler>,
     admin: tokio::net::TcpListener,
     router: axum::Router,
     pool: PgPool,
@@ -54,8 +54,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
 
     let http = reqwest::Client::builder().build().context("building the HTTP client")?;
     let tokens = TokenCache::new(http.clone(), settings.token.clone());
-    let handler =
-        Arc::new(TwoHandler::new(tokens, http, settings.three.clone(), ProcessedStore::new(pool.clone())));
+    let handler = Arc::new(DeliveryHandler::new(
+        tokens,
+        http,
+        settings.three.clone(),
+        ProcessedStore::new(pool.clone()),
+    ));
 
     let ready: ReadinessCheck = {
         let (pool, producer, handler) = (pool.clone(), dead_letters, Arc::clone(&handler));

@@ -64,7 +64,7 @@ pub struct Settings {
     /// OAuth2 token client.
     pub token: TokenSettings,
     /// Third-party API.
-    pub three: ThreeSettings,
+    pub three: ThirdPartySettings,
     /// Logs and telemetry.
     pub telemetry: TelemetrySettings,
 }
@@ -101,7 +101,7 @@ pub struct KafkaSettings {
 /// Third-party API settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ThreeSettings {
+pub struct ThirdPartySettings {
     /// Base URL; requests go to `{url}/three`.
     pub url: String,
     /// Timeout of one call.

@@ -456,10 +456,10 @@ pub fn global_telemetry(service: &str) -> &'static TestTelemetry {
     T.get_or_init(|| {
         let receiver = OtlpReceiver::start_background().unwrap_or_else(|e| panic!("OTLP receiver: {e:#}"));
         let logs = LogCapture::default();
-        let cfg = cruncan_telemetry::TelemetryConfig {
+        let cfg = cruncan_telemetry::TelemetrySettings {
             otlp: cruncan_telemetry::Otlp::HttpEndpoint(receiver.endpoint()),
             log_filter: "info,sqlx=warn".into(),
-            ..cruncan_telemetry::TelemetryConfig::new(service, "test")
+            ..cruncan_telemetry::TelemetrySettings::new(service, "test")
         };
         let guard = cruncan_telemetry::init_telemetry_with_writer(&cfg, logs.clone())
             .unwrap_or_else(|e| panic!("telemetry: {e:#}"));

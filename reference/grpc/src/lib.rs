@@ -60,7 +60,7 @@ pub fn validate(tx: &TransactionRequest) -> Result<i64, Status> {
 // ANCHOR: config
 /// Server knobs.
 #[derive(Debug, Clone)]
-pub struct ServiceConfig {
+pub struct ServiceSettings {
     /// Simulated processing time of a unary transfer (demonstrates deadlines).
     pub processing_delay: Duration,
     /// Largest encoded message the server accepts; a larger one is `RESOURCE_EXHAUSTED`.
@@ -72,7 +72,7 @@ pub struct ServiceConfig {
     pub drain_timeout: Duration,
 }
 
-impl Default for ServiceConfig {
+impl Default for ServiceSettings {
     fn default() -> Self {
         Self {
             processing_delay: Duration::ZERO,
@@ -87,14 +87,14 @@ impl Default for ServiceConfig {
 /// The service.
 #[derive(Debug, Default)]
 pub struct Payments {
-    cfg: ServiceConfig,
+    cfg: ServiceSettings,
     /// Server streams that ended because the client went away.
     pub cancelled_streams: Arc<AtomicU64>,
 }
 
 impl Payments {
     /// A service with `cfg`.
-    pub fn new(cfg: ServiceConfig) -> Self {
+    pub fn new(cfg: ServiceSettings) -> Self {
         Self { cfg, cancelled_streams: Arc::default() }
     }
 }

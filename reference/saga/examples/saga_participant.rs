@@ -4,7 +4,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use cruncan_telemetry::TelemetryConfig;
+use cruncan_telemetry::TelemetrySettings;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
     });
     let service = format!("saga-{}", args.name);
     cruncan_telemetry::run_service(
-        TelemetryConfig::new(service, env!("CARGO_PKG_VERSION")),
+        TelemetrySettings::new(service, env!("CARGO_PKG_VERSION")),
         |shutdown| async move {
             if settings.database.create_if_missing {
                 cruncan_db::ensure_database(&settings.database).await?;
