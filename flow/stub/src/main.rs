@@ -6,9 +6,8 @@ use cruncan_telemetry::TelemetrySettings;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cfg = stub::Settings::parse();
-    cruncan_telemetry::run_service(
-        TelemetrySettings::new("stub", env!("CARGO_PKG_VERSION")),
-        |shutdown| async move { stub::build(cfg).await?.run_until_stopped(shutdown).await },
-    )
+    cruncan_service::run(TelemetrySettings::new("stub", env!("CARGO_PKG_VERSION")), |shutdown| async move {
+        stub::build(cfg).await?.run_until_stopped(shutdown).await
+    })
     .await
 }

@@ -11,7 +11,7 @@ async fn main() -> anyhow::Result<()> {
         log_filter: settings.telemetry.log_filter.clone(),
         ..TelemetrySettings::new("two", env!("CARGO_PKG_VERSION"))
     };
-    cruncan_telemetry::run_service(telemetry, |shutdown| async move {
+    cruncan_service::run(telemetry, |shutdown| async move {
         two::build(settings).await?.run_until_stopped(shutdown).await
     })
     .await

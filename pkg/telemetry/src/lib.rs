@@ -144,26 +144,6 @@ impl Drop for TelemetryGuard {
     }
 }
 
-// ANCHOR: run_service
-/// The body of every service's `main`: installs telemetry, binds SIGINT/SIGTERM to a
-/// [`Shutdown`](cruncan_shutdown::Shutdown), runs `service` with it, logs a failure once, and
-/// flushes telemetry last (off the async threads: flushing blocks on the exporters).
-pub async fn run_service<F, Fut>(cfg: TelemetrySettings, service: F) -> anyhow::Result<()>
-where
-    F: FnOnce(cruncan_shutdown::Shutdown) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let telemetry = init_telemetry(&cfg)?;
-    let shutdown = cruncan_shutdown::Shutdown::on_signals()?;
-    let result = service(shutdown).await;
-    if let Err(e) = &result {
-        tracing::error!(error = %format!("{e:#}"), service = %cfg.service_name, "service failed");
-    }
-    tokio::task::spawn_blocking(move || telemetry.shutdown()).await.context("flushing telemetry")?;
-    result
-}
-// ANCHOR_END: run_service
-
 /// Installs telemetry for the process with JSON logs on stdout. Call once, early in `main`, inside
 /// the Tokio runtime (the gRPC exporter needs it).
 pub fn init_telemetry(cfg: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {

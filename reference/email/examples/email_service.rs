@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
         log_filter: settings.telemetry.log_filter.clone(),
         ..TelemetrySettings::new("email", env!("CARGO_PKG_VERSION"))
     };
-    cruncan_telemetry::run_service(telemetry, |shutdown| async move {
+    cruncan_service::run(telemetry, |shutdown| async move {
         email::build(settings).await?.run_until_stopped(shutdown).await
     })
     .await

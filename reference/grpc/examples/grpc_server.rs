@@ -6,7 +6,7 @@ use cruncan_telemetry::TelemetrySettings;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    cruncan_telemetry::run_service(
+    cruncan_service::run(
         TelemetrySettings::new("grpc-payments", env!("CARGO_PKG_VERSION")),
         |shutdown| async move {
             let pki = grpc::tls::dev_pki()?;

@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
         log_filter: "warn,services=info".into(),
         ..TelemetrySettings::new("services", env!("CARGO_PKG_VERSION"))
     };
-    cruncan_telemetry::run_service(telemetry, |shutdown| run(settings, shutdown)).await
+    cruncan_service::run(telemetry, |shutdown| run(settings, shutdown)).await
 }
 
 async fn run(s: Settings, shutdown: Shutdown) -> anyhow::Result<()> {

@@ -41,7 +41,7 @@ fn parse_crash_point(name: &str) -> Result<CrashPoint, String> {
 
 /// Runs the worker process until SIGINT or SIGTERM.
 pub async fn main(args: WorkerArgs) -> anyhow::Result<()> {
-    cruncan_telemetry::run_service(
+    cruncan_service::run(
         TelemetrySettings::new("coffee-worker", env!("CARGO_PKG_VERSION")),
         |shutdown| async move {
             let coffee_db = crate::db::settings_for(&args.database)?;
