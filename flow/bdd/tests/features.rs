@@ -90,12 +90,8 @@ struct FlowWorld {
     trace_id: Option<String>,
 }
 
-fn config_dir(service: &str) -> String {
-    format!("{}/../{service}/config", env!("CARGO_MANIFEST_DIR"))
-}
-
 async fn test_db() -> cruncan_db::DatabaseSettings {
-    let mut db = cruncan_db::create_test_database(&cruncan_db::local_test_settings().unwrap()).await.unwrap();
+    let mut db = flow_bdd::test_database().await;
     // Scenarios run side by side on two cores: give connections room.
     db.acquire_timeout = Duration::from_secs(10);
     db
@@ -110,21 +106,8 @@ fn new_request_id() -> String {
 
 impl FlowWorld {
     async fn start_one(&mut self, topic: &str) {
-        let cli = one::Cli::parse_from([
-            "one",
-            "--config-dir",
-            &config_dir("one"),
-            "--environment",
-            "test",
-            "--port",
-            "0",
-        ]);
-        let mut s = one::Settings::load(&cli).unwrap();
-        s.database = test_db().await;
-        s.kafka.brokers = brokers();
+        let mut s = flow_bdd::one_settings(&test_db().await);
         s.kafka.topic = topic.to_owned();
-        s.snowflake.node_id = Some(7);
-        s.outbox.poll_interval = Duration::from_millis(500);
         let app = one::build(s.clone()).await.unwrap();
         let base = format!("http://{}", app.local_addr().unwrap());
         let pool = app.pool().clone();
@@ -134,7 +117,8 @@ impl FlowWorld {
     }
 
     async fn start_stub(&mut self) {
-        let cfg = stub::Settings::parse_from(["stub", "--port", "0"]);
+        let cfg =
+            stub::Settings::parse_from(["stub", "--port", "0", "--client-secret", flow_bdd::CLIENT_SECRET]);
         let app = stub::build(cfg).await.unwrap();
         let base = format!("http://{}", app.local_addr().unwrap());
         let handle = app.stub();
@@ -144,26 +128,15 @@ impl FlowWorld {
     }
 
     async fn two_settings(&self, topic: &str) -> two::Settings {
-        let cli = two::Cli::parse_from([
-            "two",
-            "--config-dir",
-            &config_dir("two"),
-            "--environment",
-            "test",
-            "--admin-port",
-            "0",
-        ]);
-        let mut s = two::Settings::load(&cli).unwrap();
         let stub = self.stub.as_ref().expect("the stub runs before two");
-        s.database = test_db().await;
-        s.kafka.brokers = brokers();
+        let mut s = flow_bdd::two_settings(&test_db().await, &stub.base, &stub.base);
         s.kafka.topic = topic.to_owned();
+        // Slower and more patient than the service tests: scenarios share two cores.
         s.kafka.consumer.group_id = unique_name("bdd-two");
         s.kafka.consumer.backoff_initial = Duration::from_millis(50);
         s.kafka.consumer.backoff_max = Duration::from_secs(1);
         s.kafka.consumer.max_attempts = 10;
-        s.token.url = stub.base.clone();
-        s.three.url = stub.base.clone();
+        s.three.timeout = Duration::from_secs(5);
         s
     }
 
@@ -580,22 +553,32 @@ async fn processes(w: &mut FlowWorld) {
     let (db_one, db_two) = (test_db().await, test_db().await);
 
     let mut one = Command::new(binary("one"));
-    one.args(["--config-dir", &config_dir("one"), "--environment", "test", "--port", "0", "--node-id", "9"])
-        .args(["--brokers", &brokers(), "--topic", &topic])
-        .env("APP_DATABASE__NAME", &db_one.name)
-        .env("APP_DATABASE__HOST", &db_one.host)
-        .env("APP_DATABASE__PORT", db_one.port.to_string());
+    one.args([
+        "--config-dir",
+        &flow_bdd::config_dir("one"),
+        "--environment",
+        "test",
+        "--port",
+        "0",
+        "--node-id",
+        "9",
+    ])
+    .args(["--brokers", &brokers(), "--topic", &topic])
+    .env("APP_DATABASE__NAME", &db_one.name)
+    .env("APP_DATABASE__HOST", &db_one.host)
+    .env("APP_DATABASE__PORT", db_one.port.to_string());
     otel_env(&mut one, &receiver.endpoint());
     let (one, listening) = spawn_process(one, "service one listening");
     w.process_one_addr = Some(format!("http://{}", listening["addr"].as_str().unwrap()));
 
     let mut two = Command::new(binary("two"));
-    two.args(["--config-dir", &config_dir("two"), "--environment", "test", "--admin-port", "0"])
+    two.args(["--config-dir", &flow_bdd::config_dir("two"), "--environment", "test", "--admin-port", "0"])
         .args(["--brokers", &brokers(), "--topic", &topic, "--group-id", &unique_name("bdd-otel")])
         .args(["--token-url", &stub_base, "--three-url", &stub_base])
         .env("APP_DATABASE__NAME", &db_two.name)
         .env("APP_DATABASE__HOST", &db_two.host)
-        .env("APP_DATABASE__PORT", db_two.port.to_string());
+        .env("APP_DATABASE__PORT", db_two.port.to_string())
+        .env("APP_TOKEN__CLIENT_SECRET", flow_bdd::CLIENT_SECRET);
     otel_env(&mut two, &receiver.endpoint());
     let (two, _) = spawn_process(two, "partitions assigned");
     w.processes = vec![("one".into(), one), ("two".into(), two)];
