@@ -69,7 +69,6 @@ impl<H: Handler> Lane<H> {
         }
     }
 
-    // ANCHOR: lane_process
     /// Runs the handler in a span that continues the producer's trace; retries retryable errors
     /// with exponential backoff and jitter (or the delay the error asks for); dead-letters
     /// permanent errors and exhausted retries.
@@ -172,7 +171,6 @@ impl<H: Handler> Lane<H> {
         }
         finished
     }
-    // ANCHOR_END: lane_process
 
     /// Produces the record to `<topic>.dlq`; keeps trying (never skips a message) until it
     /// succeeds or the consumer stops.
