@@ -11,75 +11,24 @@
 //!   committed leaves the row pending, and the next relay publishes it again. Consumers
 //!   de-duplicate by request id.
 
+mod metrics;
+
 use crate::config::{KafkaSettings, OutboxSettings};
 use anyhow::Context as _;
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use cruncan_kafka::{Headers, Producer};
 use cruncan_shutdown::Shutdown;
+use metrics::RelayMetrics;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram};
+
 use sqlx::{PgPool, Postgres, Transaction};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-
-/// The relay's metrics.
-struct RelayMetrics {
-    pending: Arc<AtomicI64>,
-    oldest_ms: Arc<AtomicI64>,
-    latency: Histogram<f64>,
-    published: Counter<u64>,
-    failed: Counter<u64>,
-}
-
-impl RelayMetrics {
-    fn new() -> Self {
-        let meter = cruncan_telemetry::meter("one");
-        let pending = Arc::new(AtomicI64::new(0));
-        let observed = Arc::clone(&pending);
-        let _gauge = meter
-            .i64_observable_gauge("outbox.pending")
-            .with_description("Outbox rows not yet published")
-            .with_callback(move |obs| obs.observe(observed.load(Ordering::Relaxed), &[]))
-            .build();
-        let oldest_ms = Arc::new(AtomicI64::new(0));
-        let observed = Arc::clone(&oldest_ms);
-        let _age = meter
-            .f64_observable_gauge("outbox.oldest_pending_age")
-            .with_unit("s")
-            .with_description(
-                "Age of the oldest unpublished outbox row (0 when none): the broker-outage signal",
-            )
-            .with_callback(move |obs| obs.observe(observed.load(Ordering::Relaxed) as f64 / 1000.0, &[]))
-            .build();
-        Self {
-            pending,
-            oldest_ms,
-            latency: meter
-                .f64_histogram("outbox.publish.latency")
-                .with_unit("s")
-                .with_description("From the request's commit to the broker's acknowledgement")
-                .with_boundaries(cruncan_telemetry::SECONDS_BOUNDARIES.to_vec())
-                .build(),
-            published: meter
-                .u64_counter("outbox.published")
-                .with_description("Outbox rows published")
-                .build(),
-            failed: {
-                let c = meter
-                    .u64_counter("outbox.publish.errors")
-                    .with_description("Failed publish attempts")
-                    .build();
-                c.add(0, &[]); // export the series from the start, so rate() shows 0, not "no data"
-                c
-            },
-        }
-    }
-}
 
 /// The longest wait between relay rounds while publishing fails.
 const FAILURE_BACKOFF_MAX: Duration = Duration::from_secs(5);
