@@ -186,35 +186,3 @@ impl Settings {
         Ok(settings)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use std::collections::HashMap;
-
-    fn load(environment: &str, env: &[(&str, &str)]) -> anyhow::Result<Settings> {
-        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<HashMap<_, _>>();
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
-        cruncan_config::load(&Sources { env: Some(env), ..Sources::new(dir, environment) })
-    }
-
-    #[test]
-    fn every_config_file_loads_and_durations_are_humantime() {
-        for environment in ["local", "production"] {
-            load(environment, &[]).unwrap_or_else(|e| panic!("{environment}: {e:#}"));
-        }
-        let s = load("local", &[("APP_KAFKA__PRODUCER__LINGER", "20ms")]).unwrap();
-        assert_eq!(s.kafka.producer.linger, Duration::from_millis(20));
-        assert_eq!(s.kafka.producer.message_timeout, Duration::from_secs(10));
-    }
-
-    #[test]
-    fn a_misspelt_key_is_an_error_that_names_it() {
-        for key in ["APP_KAFKA__PRODUCER__LINGER_MS", "APP_KAFKA__LINGER", "APP_OUTBOX__BATCH_SIZ"] {
-            let err = load("local", &[(key, "1")]).unwrap_err();
-            let name = key.rsplit("__").next().unwrap().to_lowercase();
-            assert!(format!("{err:#}").contains(&name), "{key}: {err:#}");
-        }
-    }
-}

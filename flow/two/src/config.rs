@@ -140,38 +140,3 @@ impl Settings {
         Ok(settings)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use std::collections::HashMap;
-
-    fn load(environment: &str, env: &[(&str, &str)]) -> anyhow::Result<Settings> {
-        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<HashMap<_, _>>();
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
-        cruncan_config::load(&Sources { env: Some(env), ..Sources::new(dir, environment) })
-    }
-
-    #[test]
-    fn every_config_file_loads_and_durations_are_humantime() {
-        for environment in ["local", "production"] {
-            load(environment, &[]).unwrap_or_else(|e| panic!("{environment}: {e:#}"));
-        }
-        let s = load("local", &[("APP_KAFKA__CONSUMER__BACKOFF_MAX", "3s")]).unwrap();
-        assert_eq!(s.kafka.consumer.backoff_initial, Duration::from_millis(200));
-        assert_eq!(s.kafka.consumer.backoff_max, Duration::from_secs(3));
-        assert_eq!(s.kafka.consumer.breaker.probe_max, Duration::from_secs(30));
-    }
-
-    #[test]
-    fn a_misspelt_key_is_an_error_that_names_it() {
-        for key in
-            ["APP_KAFKA__CONSUMER__BACKOF_MAX", "APP_KAFKA__DEAD_LETTERS__LINGER_MS", "APP_THREE__TIMEOUT"]
-        {
-            let err = load("local", &[(key, "1")]).unwrap_err();
-            let name = key.rsplit("__").next().unwrap().to_lowercase();
-            assert!(format!("{err:#}").contains(&name), "{key}: {err:#}");
-        }
-    }
-}
