@@ -57,7 +57,6 @@ pub fn pg_durability() -> anyhow::Result<String> {
     Ok(format!("fsync={fsync}, synchronous_commit={sync}"))
 }
 
-// ANCHOR: own_transaction
 /// Service one's transaction as pgbench runs it: the request row and its outbox row, in one
 /// transaction, on a database migrated with one's own migrations (indexes, triggers and all).
 const ONE_TRANSACTION: &str = r#"BEGIN;
@@ -70,7 +69,6 @@ INSERT INTO outbox (topic, key, payload, headers, created_at)
   '{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}'::jsonb, now());
 COMMIT;
 "#;
-// ANCHOR_END: own_transaction
 
 /// Creates the pgbench database and script.
 pub fn pgbench_setup(stamp: &str) -> anyhow::Result<PgBench> {
