@@ -4,6 +4,8 @@ SHELL := /bin/bash
 STACK := scripts/stack.sh
 # Programs and tests read these; the defaults in code are the same, this just makes them visible.
 ENV := eval "$$($(STACK) env)"
+# scripts/tools.sh installs it there (pinned); it lists dependencies no code uses.
+MACHETE := $(HOME)/.cache/cruncan/cargo-machete/bin/cargo-machete
 
 PHONY_EXTRA := bench-flow bench-reference fuzz-api stack-observability flow-docker bench bench-quick bench-durable bench-publish check-collector up-temporal down-temporal
 .PHONY: $(PHONY_EXTRA) help up down status env run demo test fmt lint unit book book-serve tools
@@ -77,7 +79,7 @@ check-collector: ## validate the collector config with a real collector (built o
 flow-docker: ## the whole flow in containers: stack + one + two + stub (needs a Docker engine)
 	docker compose -f deploy/compose.yaml --profile flow up --build --wait
 
-tools: ## install protoc, mdbook and mdbook-mermaid when missing
+tools: ## install protoc, mdbook, mdbook-mermaid and cargo-machete when missing
 	@scripts/tools.sh
 
 test: up tools ## the one test command: fmt, clippy, every test against the real stack, the book
@@ -95,8 +97,9 @@ unit: ## only the tests that need no running service
 fmt: ## format the code
 	cargo fmt --all
 
-lint: ## clippy, warnings are errors
+lint: tools ## clippy (warnings are errors) and cargo-machete (no unused dependency)
 	cargo clippy --workspace --all-targets -- -D warnings
+	$(MACHETE)
 
 book: tools ## check every include, build the book into book/book, render every page in headless Chromium
 	cargo run -q -p book-check

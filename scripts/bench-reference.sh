@@ -15,18 +15,20 @@ eval "$(scripts/stack.sh env)"
 eval "$(scripts/temporal.sh env)"
 echo "bench: building the reference benchmarks (release)" >&2
 cargo build --release --quiet -p email --example email_bench -p saga --example saga_bench \
-  -p services --example services_bench -p temporal --example saga_compare
-run() { # package example args...
+  -p services --example services_bench -p temporal-ref --example saga_compare
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+run() { # package example args... (the binaries built above: `cargo run -p` one at a time would
+  # resolve features per package and rebuild dependencies)
   local pkg=$1 ex=$2; shift 2
   echo "bench: $pkg ($ex)" >&2
-  cargo run --release --quiet -p "$pkg" --example "$ex" -- "$@" 2>"$OUT/logs/$ex.log"
+  "$TARGET/release/examples/$ex" "$@" 2>"$OUT/logs/$ex.log"
 }
 mkdir -p "$OUT/logs"
 : >"$OUT/reference.jsonl"
 run email email_bench | tail -n 1 >>"$OUT/reference.jsonl"
 run saga saga_bench | tail -n 1 >>"$OUT/reference.jsonl"
 run services services_bench | tail -n 1 | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"bench": "services", "layers": d}))' >>"$OUT/reference.jsonl"
-run temporal saga_compare --sagas 30 >"$OUT/saga-compare.md"
+run temporal-ref saga_compare --sagas 30 >"$OUT/saga-compare.md"
 python3 - "$OUT" <<'PY'
 import json, sys, datetime, pathlib
 out = pathlib.Path(sys.argv[1])

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the build tools the project needs when they are missing (idempotent, fast when present):
 # protoc (Debian protobuf-compiler), promtool (Debian prometheus), chromium and chromedriver (Debian, for the book's
-# browser check), mdbook and mdbook-mermaid (cargo install --locked, cached in ~/.cargo/bin).
+# browser check), mdbook and mdbook-mermaid (cargo install --locked, cached in ~/.cargo/bin), and
+# cargo-machete (unused dependencies, for `make lint`; cargo install --locked from crates.io, cached
+# under ~/.cache/cruncan/cargo-machete).
 set -euo pipefail
 need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
@@ -25,3 +27,10 @@ for tool in mdbook mdbook-mermaid; do
     cargo install "$tool" --locked --quiet
   fi
 done
+# cargo-machete: pinned, installed once into its own folder (`make lint` calls it by that path).
+MACHETE_VERSION=0.9.2
+MACHETE_ROOT="${HOME}/.cache/cruncan/cargo-machete"
+if ! "$MACHETE_ROOT/bin/cargo-machete" --version 2>/dev/null | grep -q "$MACHETE_VERSION"; then
+  echo "tools: cargo install cargo-machete@$MACHETE_VERSION --locked (once)" >&2
+  cargo install cargo-machete --version "$MACHETE_VERSION" --locked --quiet --root "$MACHETE_ROOT"
+fi

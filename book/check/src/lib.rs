@@ -3,7 +3,10 @@
 //!
 //! - an `{{#include PATH}}` (or `{{#rustdoc_include}}`) whose file does not exist,
 //! - an `{{#include PATH:NAME}}` whose file has no `ANCHOR: NAME` … `ANCHOR_END: NAME` pair,
-//! - an anchor with nothing between its markers.
+//! - an anchor with nothing between its markers;
+//!
+//! and [`unused_anchors`] lists the `ANCHOR:` markers in the code that no chapter includes (an
+//! anchor nobody reads is a comment that rots: include it where a chapter needs it, or remove it).
 //!
 //! It runs as a test of this crate (so `cargo test --workspace` and `make test` run it) and as
 //! `cargo run -p book-check`.
@@ -47,6 +50,77 @@ pub fn check_book(src_dir: &Path) -> anyhow::Result<Vec<Problem>> {
     }
     anyhow::ensure!(count > 0, "no {{{{#include}}}} found under {}: wrong folder?", src_dir.display());
     Ok(problems)
+}
+
+/// An `ANCHOR: NAME` in the code that no chapter includes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnusedAnchor {
+    /// The file holding the marker, relative to the repository root.
+    pub file: PathBuf,
+    /// The anchor's name.
+    pub anchor: String,
+}
+
+impl std::fmt::Display for UnusedAnchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: ANCHOR {} is included by no chapter", self.file.display(), self.anchor)
+    }
+}
+
+/// The folders [`unused_anchors`] scans: the building blocks and the flow. (reference/ and scripts/
+/// still hold anchors no chapter includes; their chapters' owners decide, then this widens.)
+pub const SCANNED: [&str; 2] = ["pkg", "flow"];
+
+/// Folders never scanned for anchors: build output, VCS and stack state.
+const NOT_SCANNED: [&str; 4] = [".git", "target", ".stack", "node_modules"];
+
+// ANCHOR: unused_anchors
+/// Every `ANCHOR: NAME` in the [`SCANNED`] folders under `root` that no
+/// `{{#include FILE:NAME}}` in the chapters under `src_dir` names.
+pub fn unused_anchors(root: &Path, src_dir: &Path) -> anyhow::Result<Vec<UnusedAnchor>> {
+    let mut included = std::collections::BTreeSet::new();
+    for chapter in markdown_files(src_dir)? {
+        let text = std::fs::read_to_string(&chapter)?;
+        for include in includes(&text) {
+            if let Some((path, anchor)) = include.split_once(':')
+                && let Ok(file) = chapter.parent().unwrap_or(src_dir).join(path).canonicalize()
+            {
+                included.insert((file, anchor.to_owned()));
+            }
+        }
+    }
+    let mut unused = Vec::new();
+    let scanned = SCANNED.iter().map(|d| root.join(d)).filter(|d| d.is_dir());
+    for file in scanned.map(|d| source_files(&d)).collect::<anyhow::Result<Vec<_>>>()?.concat() {
+        let Ok(text) = std::fs::read_to_string(&file) else { continue }; // not text
+        for line in text.lines() {
+            let Some((_, name)) = line.split_once("ANCHOR: ") else { continue };
+            let anchor = name.trim().to_owned();
+            if !included.contains(&(file.canonicalize()?, anchor.clone())) {
+                let relative = file.strip_prefix(root).unwrap_or(&file).to_path_buf();
+                unused.push(UnusedAnchor { file: relative, anchor });
+            }
+        }
+    }
+    Ok(unused)
+}
+// ANCHOR_END: unused_anchors
+
+fn source_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if path.is_dir() {
+            if !NOT_SCANNED.contains(&name) {
+                out.extend(source_files(&path)?);
+            }
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn markdown_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -119,6 +193,29 @@ mod tests {
         let problems = check_book(&src).unwrap();
         let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert!(problems.is_empty(), "broken includes:\n{}", listed.join("\n"));
+    }
+
+    #[test]
+    fn every_anchor_in_the_code_is_included_by_a_chapter() {
+        let book = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let unused = unused_anchors(&book.join(".."), &book.join("src")).unwrap();
+        let listed: Vec<String> = unused.iter().map(ToString::to_string).collect();
+        assert!(unused.is_empty(), "anchors no chapter includes:\n{}", listed.join("\n"));
+    }
+
+    #[test]
+    fn an_anchor_no_chapter_includes_is_reported() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("src")).unwrap();
+        std::fs::create_dir_all(root.path().join("pkg")).unwrap();
+        std::fs::write(
+            root.path().join("pkg/lib.rs"),
+            "// ANCHOR: read\nfn f() {}\n// ANCHOR_END: read\n// ANCHOR: unread\nfn g() {}\n// ANCHOR_END: unread\n",
+        )
+        .unwrap();
+        std::fs::write(root.path().join("src/ch.md"), "{{#include ../pkg/lib.rs:read}}\n").unwrap();
+        let unused = unused_anchors(root.path(), &root.path().join("src")).unwrap();
+        assert_eq!(unused, [UnusedAnchor { file: "pkg/lib.rs".into(), anchor: "unread".into() }]);
     }
 
     #[test]

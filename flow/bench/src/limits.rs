@@ -138,7 +138,7 @@ pub fn pgbench(pg: &PgBench, clients: usize, secs: u64, out: &Path) -> anyhow::R
 
 /// Produces `n` one-request events with rdkafka alone; returns messages per second.
 pub async fn produce(brokers: &str, topic: &str, n: usize) -> anyhow::Result<f64> {
-    let producer = cruncan_kafka::Producer::new(&cruncan_kafka::ProducerConfig::new(brokers, "bench"))?;
+    let producer = cruncan_kafka::Producer::new(brokers, &cruncan_kafka::ProducerSettings::new("bench"))?;
     let started = Instant::now();
     let sent = AtomicU64::new(0);
     let sends = (0..n).map(|i| {
@@ -156,7 +156,7 @@ pub async fn produce(brokers: &str, topic: &str, n: usize) -> anyhow::Result<f64
         let sent = &sent;
         async move {
             let payload = serde_json::to_vec(&event)?;
-            producer.send(topic, id.as_bytes(), &payload, &[]).await?;
+            producer.send(topic, id.as_bytes(), &payload, &cruncan_kafka::Headers::new()).await?;
             sent.fetch_add(1, Ordering::Relaxed);
             anyhow::Ok(())
         }

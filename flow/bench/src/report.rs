@@ -186,9 +186,9 @@ const KNOBS: &str = "
 | `database.max_connections` (one, two) | pool size; beyond what the cores can serve it only adds queueing |
 | `writes.max_batch`, `writes.concurrency` (one) | group commit: requests per statement, statements in flight; `max_batch: 1` is one transaction per request |
 | `outbox.batch_size` (one) | rows claimed and published per relay transaction |
-| `outbox.batch_window_ms` (one) | after a wake-up, wait this long so concurrent requests share one relay round |
-| `outbox.poll_interval_ms` (one) | how often the relay looks for rows no wake-up announced (other replicas') |
-| `kafka.linger_ms` (one) | producer batching: more records per broker request, at that much added latency |
+| `outbox.batch_window` (one) | after a wake-up, wait this long so concurrent requests share one relay round |
+| `outbox.poll_interval` (one) | how often the relay looks for rows no wake-up announced (other replicas') |
+| `kafka.producer.linger` (one) | producer batching: more records per broker request, at that much added latency |
 | `kafka.concurrency` (two) | lanes handling messages at once (per-key order kept); helps when the third party is slow |
 | `telemetry.log_filter` (both) | `info` writes a line per request or message; `warn` saves CPU on hot paths |
 ";

@@ -10,7 +10,7 @@ use crate::repo::{PgRequestRepository, TracedRepository};
 use anyhow::Context as _;
 use cruncan_http::ReadinessCheck;
 use cruncan_id::Generator;
-use cruncan_kafka::{Producer, ProducerConfig};
+use cruncan_kafka::Producer;
 use cruncan_shutdown::Shutdown;
 use sqlx::PgPool;
 use std::net::SocketAddr;
@@ -53,11 +53,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let pool = settings.database.lazy_pool();
     cruncan_db::migrate(&MIGRATOR, &pool, Duration::from_secs(30)).await?;
 
-    let producer = Producer::new(&ProducerConfig {
-        linger_ms: settings.kafka.linger_ms,
-        message_timeout_ms: settings.kafka.message_timeout_ms,
-        ..ProducerConfig::new(settings.kafka.brokers.clone(), "one")
-    })?;
+    let producer = Producer::new(&settings.kafka.brokers, &settings.kafka.producer)?;
     let relay = Relay::new(pool.clone(), producer.clone(), settings.kafka.clone(), settings.outbox.clone());
 
     let batcher = (settings.writes.max_batch > 1).then(|| {
@@ -81,7 +77,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             repo: Arc::new(TracedRepository(PgRequestRepository::new(pool.clone(), relay.waker(), batcher))),
             ids,
             topic: settings.kafka.topic.as_str().into(),
-            timeout: Duration::from_millis(settings.http.request_timeout_ms),
+            timeout: settings.http.request_timeout,
         },
         limits: Arc::new(settings.limits.clone()),
         body_limit: settings.http.body_limit_bytes,
@@ -99,8 +95,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         relay,
         producer,
         pool,
-        drain_timeout: Duration::from_millis(settings.shutdown.drain_timeout_ms),
-        lame_duck: Duration::from_millis(settings.shutdown.lame_duck_ms),
+        drain_timeout: settings.shutdown.drain_timeout,
+        lame_duck: settings.shutdown.lame_duck,
     })
 }
 // ANCHOR_END: build

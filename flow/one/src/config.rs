@@ -3,7 +3,9 @@
 use clap::Parser;
 use cruncan_config::{ConfigArgs, Sources};
 use cruncan_db::DatabaseSettings;
+use cruncan_kafka::ProducerSettings;
 use serde::Deserialize;
+use std::time::Duration;
 
 // ANCHOR: cli
 /// Service one: accepts requests over HTTP, stores them and publishes them to Kafka through a
@@ -43,7 +45,9 @@ pub struct Cli {
 }
 // ANCHOR_END: cli
 
-/// Everything service one is configured with.
+/// Everything service one is configured with. Each section rejects keys it does not know (a
+/// misspelt key is a start-up error); the top level cannot, because `APP_ENVIRONMENT` and
+/// `APP_CONFIG_DIR` arrive through the same `APP_` prefix.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     /// HTTP server.
@@ -71,6 +75,7 @@ pub struct Settings {
 
 /// Group commit: requests that arrive while writes are in flight are stored by one statement.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WriteSettings {
     /// Most requests per statement; 1 turns group commit off (one transaction per request).
     pub max_batch: usize,
@@ -80,6 +85,7 @@ pub struct WriteSettings {
 
 /// HTTP server settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     /// Bind address.
     pub host: String,
@@ -88,11 +94,14 @@ pub struct HttpSettings {
     /// Largest accepted body (413 above).
     pub body_limit_bytes: usize,
     /// A request taking longer is answered 503.
-    pub request_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
-/// Kafka settings.
+/// Kafka settings: the cluster and topic are the service's, the producer's tuning is
+/// `cruncan_kafka`'s own settings type.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Bootstrap servers.
     pub brokers: String,
@@ -102,29 +111,31 @@ pub struct KafkaSettings {
     pub partitions: i32,
     /// Replication factor when the topic is created.
     pub replication: i32,
-    /// Producer `linger.ms`.
-    pub linger_ms: u32,
-    /// Producer `message.timeout.ms`.
-    pub message_timeout_ms: u32,
+    /// The producer the outbox relay publishes with.
+    pub producer: ProducerSettings,
 }
 
 /// Outbox relay settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OutboxSettings {
     /// Rows claimed and published per transaction.
     pub batch_size: i64,
     /// Poll for rows no wake-up announced (other replicas' rows, a missed wake-up).
-    pub poll_interval_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
     /// After a wake-up, wait this long for more rows before claiming (0: claim at once).
-    #[serde(default)]
-    pub batch_window_ms: u64,
+    #[serde(default, with = "humantime_serde")]
+    pub batch_window: Duration,
     /// On shutdown, how long the relay keeps draining pending rows.
-    pub drain_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
 }
 
 // ANCHOR: limits
 /// Input limits, enforced with a 400 that names the field.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Longest `user_id`, in characters.
     pub max_user_id_len: usize,
@@ -141,6 +152,7 @@ pub struct Limits {
 
 /// Snowflake settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SnowflakeSettings {
     /// Explicit node id; otherwise from `POD_IP`.
     pub node_id: Option<u16>,
@@ -148,6 +160,7 @@ pub struct SnowflakeSettings {
 
 /// Telemetry settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelemetrySettings {
     /// `EnvFilter` directive.
     pub log_filter: String,
@@ -155,13 +168,15 @@ pub struct TelemetrySettings {
 
 /// Shutdown settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ShutdownSettings {
     /// How long in-flight requests may take after SIGTERM.
-    pub drain_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
     /// After SIGTERM, keep serving this long with `Connection: close` on every response, so
     /// keep-alive clients leave before idle connections are closed.
-    #[serde(default)]
-    pub lame_duck_ms: u64,
+    #[serde(default, with = "humantime_serde")]
+    pub lame_duck: Duration,
 }
 
 impl Settings {

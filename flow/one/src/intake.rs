@@ -63,7 +63,7 @@ pub struct Intake {
 impl Intake {
     /// Stores `request` with its outbox event, once per idempotency key.
     pub async fn accept(&self, request: NewRequest, key: Option<String>) -> Result<Accepted, IntakeError> {
-        let id = self.ids.next_id().map_err(|e| IntakeError::Unexpected(e.into()))?;
+        let id = self.ids.next_id().await.map_err(|e| IntakeError::Unexpected(e.into()))?;
         let created_at = Utc::now();
         let event =
             OneRequestEvent { request_id: id.to_string(), request: request.as_request().clone(), created_at };
@@ -99,11 +99,8 @@ fn request_hash(request: &NewRequest) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn trace_headers() -> std::collections::BTreeMap<String, String> {
-    cruncan_kafka::trace_headers()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-        .collect()
+fn trace_headers() -> cruncan_kafka::Headers {
+    cruncan_kafka::Headers::current_trace()
 }
 
 #[cfg(test)]

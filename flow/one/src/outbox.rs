@@ -11,74 +11,35 @@
 //!   committed leaves the row pending, and the next relay publishes it again. Consumers
 //!   de-duplicate by request id.
 
+mod metrics;
+
 use crate::config::{KafkaSettings, OutboxSettings};
 use anyhow::Context as _;
+use backon::{BackoffBuilder as _, ExponentialBuilder};
 use chrono::{DateTime, Utc};
-use cruncan_kafka::Producer;
+use cruncan_kafka::{Headers, Producer};
 use cruncan_shutdown::Shutdown;
+use metrics::RelayMetrics;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram};
+
 use sqlx::{PgPool, Postgres, Transaction};
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-/// The relay's metrics.
-struct RelayMetrics {
-    pending: Arc<AtomicI64>,
-    oldest_ms: Arc<AtomicI64>,
-    latency: Histogram<f64>,
-    published: Counter<u64>,
-    failed: Counter<u64>,
-}
+/// The longest wait between relay rounds while publishing fails.
+const FAILURE_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-impl RelayMetrics {
-    fn new() -> Self {
-        let meter = cruncan_telemetry::meter("one");
-        let pending = Arc::new(AtomicI64::new(0));
-        let observed = Arc::clone(&pending);
-        let _gauge = meter
-            .i64_observable_gauge("outbox.pending")
-            .with_description("Outbox rows not yet published")
-            .with_callback(move |obs| obs.observe(observed.load(Ordering::Relaxed), &[]))
-            .build();
-        let oldest_ms = Arc::new(AtomicI64::new(0));
-        let observed = Arc::clone(&oldest_ms);
-        let _age = meter
-            .f64_observable_gauge("outbox.oldest_pending_age")
-            .with_unit("s")
-            .with_description(
-                "Age of the oldest unpublished outbox row (0 when none): the broker-outage signal",
-            )
-            .with_callback(move |obs| obs.observe(observed.load(Ordering::Relaxed) as f64 / 1000.0, &[]))
-            .build();
-        Self {
-            pending,
-            oldest_ms,
-            latency: meter
-                .f64_histogram("outbox.publish.latency")
-                .with_unit("s")
-                .with_description("From the request's commit to the broker's acknowledgement")
-                .with_boundaries(cruncan_telemetry::SECONDS_BOUNDARIES.to_vec())
-                .build(),
-            published: meter
-                .u64_counter("outbox.published")
-                .with_description("Outbox rows published")
-                .build(),
-            failed: {
-                let c = meter
-                    .u64_counter("outbox.publish.errors")
-                    .with_description("Failed publish attempts")
-                    .build();
-                c.add(0, &[]); // export the series from the start, so rate() shows 0, not "no data"
-                c
-            },
-        }
-    }
+/// Waits between relay rounds while publishing fails: 200 ms, doubling, at most 5 s (backon).
+fn failure_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(FAILURE_BACKOFF_MAX)
+        .without_max_times()
+        .build()
 }
 
 /// A claimed outbox row.
@@ -88,7 +49,7 @@ struct Row {
     topic: String,
     key: String,
     payload: Vec<u8>,
-    headers: sqlx::types::Json<BTreeMap<String, String>>,
+    headers: sqlx::types::Json<Headers>,
     created_at: DateTime<Utc>,
 }
 
@@ -158,9 +119,10 @@ impl Relay {
     }
 
     // ANCHOR: relay_run
-    /// Runs until `shutdown`, then keeps draining pending rows for up to `drain_timeout_ms`.
+    /// Runs until `shutdown`, then keeps draining pending rows for up to `drain_timeout`.
     pub async fn run(self, shutdown: Shutdown) {
         let mut failures = 0u32;
+        let mut backoff = failure_backoff();
         while !shutdown.is_triggered() {
             // Creating the topic touches no row, so it may be abandoned when shutdown comes.
             let ensured = tokio::select! {
@@ -175,17 +137,17 @@ impl Relay {
             self.refresh_pending_gauge().await;
             let wait = match published {
                 Ok(n) if n as i64 >= self.cfg.batch_size => {
-                    failures = 0;
+                    (failures, backoff) = (0, failure_backoff());
                     continue; // a full batch: there is probably more
                 }
                 Ok(_) => {
-                    failures = 0;
-                    Duration::from_millis(self.cfg.poll_interval_ms)
+                    (failures, backoff) = (0, failure_backoff());
+                    self.cfg.poll_interval
                 }
                 Err(e) => {
                     failures += 1;
                     tracing::warn!(error = %format!("{e:#}"), failures, "outbox relay: publishing failed; will retry");
-                    Duration::from_millis((100u64 << failures.min(6)).min(5_000))
+                    backoff.next().unwrap_or(FAILURE_BACKOFF_MAX)
                 }
             };
             // Sleep until a commit wakes us, the poll interval, or shutdown. While publishing
@@ -194,10 +156,10 @@ impl Relay {
                 () = shutdown.wait() => break,
                 () = tokio::time::sleep(wait) => {}
                 () = self.wake.woken(), if failures == 0 => {
-                    if self.cfg.batch_window_ms > 0 {
+                    if !self.cfg.batch_window.is_zero() {
                         // Let the rows of concurrent requests gather: one claim, one produce
                         // batch and one UPDATE for many rows instead of one round per request.
-                        tokio::time::sleep(Duration::from_millis(self.cfg.batch_window_ms)).await;
+                        tokio::time::sleep(self.cfg.batch_window).await;
                     }
                 }
             }
@@ -208,7 +170,7 @@ impl Relay {
 
     /// Publishes what is pending until nothing is or the drain deadline passes.
     async fn drain(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.cfg.drain_timeout_ms);
+        let deadline = tokio::time::Instant::now() + self.cfg.drain_timeout;
         loop {
             let round = tokio::time::timeout_at(deadline, self.publish_batch()).await;
             match round {
@@ -321,8 +283,7 @@ impl Relay {
     // ANCHOR: publish_span
     /// One row to Kafka, in a producer span that continues the HTTP request's trace.
     async fn publish(&self, row: &Row) -> anyhow::Result<()> {
-        let headers: Vec<(String, Vec<u8>)> =
-            row.headers.0.iter().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect();
+        let headers = &row.headers.0;
         let span = tracing::info_span!(
             "publish",
             otel.name = format!("publish {}", row.topic),
@@ -333,12 +294,12 @@ impl Relay {
             messaging.kafka.message.key = %row.key,
             otel.status_code = tracing::field::Empty,
         );
-        let parent = cruncan_telemetry::extract_context(&cruncan_kafka::KafkaHeaderExtractor(&headers));
+        let parent = cruncan_telemetry::extract_context(headers);
         let _ = span.set_parent(parent);
         // ANCHOR_END: publish_span
         let sent = self
             .producer
-            .send(&row.topic, row.key.as_bytes(), &row.payload, &headers)
+            .send(&row.topic, row.key.as_bytes(), &row.payload, headers)
             .instrument(span.clone())
             .await;
         match sent {
@@ -370,5 +331,16 @@ impl Relay {
         .await?;
         self.topic_ready.store(true, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_backoff_doubles_from_200_ms_to_5_s() {
+        let delays: Vec<u128> = failure_backoff().take(8).map(|d| d.as_millis()).collect();
+        assert_eq!(delays, [200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
     }
 }

@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use cruncan_id::Id;
 use cruncan_model::OneRequest;
 use sqlx::PgPool;
-use std::collections::BTreeMap;
 use tracing::Instrument as _;
 
 /// A row of `request`.
@@ -37,7 +36,7 @@ pub struct OutboxRecord {
     /// Record value.
     pub payload: Vec<u8>,
     /// Record headers (`traceparent`, `tracestate`).
-    pub headers: BTreeMap<String, String>,
+    pub headers: cruncan_kafka::Headers,
 }
 
 /// An `Idempotency-Key` and the hash of the body it came with.

@@ -30,7 +30,7 @@ use std::time::Duration;
 /// Flags of the stub.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "stub", version, about = "Local stand-in for the token server and the third party")]
-pub struct Config {
+pub struct Settings {
     /// Address to listen on
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
@@ -89,7 +89,7 @@ pub struct Control {
 
 #[derive(Debug)]
 struct Inner {
-    cfg: Config,
+    cfg: Settings,
     control: Mutex<Control>,
     tokens: Mutex<HashSet<String>>,
     received: Mutex<Vec<Received>>,
@@ -140,7 +140,7 @@ pub struct App {
 }
 
 /// Binds the stub.
-pub async fn build(cfg: Config) -> anyhow::Result<App> {
+pub async fn build(cfg: Settings) -> anyhow::Result<App> {
     let listener = tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).await?;
     let control = Control { fail_rate: cfg.fail_rate.clamp(0.0, 1.0), delay_ms: cfg.delay_ms, fail_next: 0 };
     let stub = Stub(Arc::new(Inner {

@@ -2,12 +2,12 @@
 //! consumes until the shutdown signal, then finishes in-flight messages and commits.
 
 use crate::config::Settings;
-use crate::handler::TwoHandler;
+use crate::handler::DeliveryHandler;
 use crate::store::ProcessedStore;
 use anyhow::Context as _;
 use cruncan_accesstoken::TokenCache;
 use cruncan_http::ReadinessCheck;
-use cruncan_kafka::{BreakerConfig, Consumer, ConsumerConfig, Producer, ProducerConfig};
+use cruncan_kafka::{Consumer, Producer};
 use cruncan_shutdown::Shutdown;
 use sqlx::PgPool;
 use std::net::SocketAddr;
@@ -20,7 +20,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// A built service two, not yet consuming.
 pub struct App {
     consumer: Consumer,
-    handler: Arc<TwoHandler>,
+    handler: Arc<DeliveryHandler>,
     admin: tokio::net::TcpListener,
     router: axum::Router,
     pool: PgPool,
@@ -43,35 +43,23 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     cruncan_db::migrate(&MIGRATOR, &pool, Duration::from_secs(30)).await?;
 
     let k = &settings.kafka;
-    for topic in [k.topic.clone(), format!("{}{}", k.topic, k.dead_letter_suffix)] {
+    for topic in [k.topic.clone(), k.consumer.dead_letter_topic(&k.topic)] {
         if let Err(e) = cruncan_kafka::ensure_topic(&k.brokers, &topic, k.partitions, k.replication).await {
             tracing::warn!(error = %format!("{e:#}"), %topic, "could not ensure topic; consuming anyway");
         }
     }
-    let dead_letters = Producer::new(&ProducerConfig::new(k.brokers.clone(), "two-dlq"))?;
-    let consumer = Consumer::new(
-        ConsumerConfig {
-            concurrency: k.concurrency,
-            max_attempts: k.max_attempts,
-            backoff_initial: Duration::from_millis(k.backoff_initial_ms),
-            backoff_max: Duration::from_millis(k.backoff_max_ms),
-            dead_letter_suffix: k.dead_letter_suffix.clone(),
-            drain_timeout: Duration::from_millis(k.drain_timeout_ms),
-            breaker: BreakerConfig {
-                failure_threshold: k.breaker_failure_threshold,
-                probe_initial: Duration::from_millis(k.breaker_probe_initial_ms),
-                probe_max: Duration::from_millis(k.breaker_probe_max_ms),
-            },
-            extra: k.extra.clone(),
-            ..ConsumerConfig::new(k.brokers.clone(), k.group_id.clone(), vec![k.topic.clone()])
-        },
-        dead_letters.clone(),
-    )?;
+    let dead_letters = Producer::new(&k.brokers, &k.dead_letters)?;
+    let consumer =
+        Consumer::new(&k.brokers, std::slice::from_ref(&k.topic), k.consumer.clone(), dead_letters.clone())?;
 
     let http = reqwest::Client::builder().build().context("building the HTTP client")?;
     let tokens = TokenCache::new(http.clone(), settings.token.clone());
-    let handler =
-        Arc::new(TwoHandler::new(tokens, http, settings.three.clone(), ProcessedStore::new(pool.clone())));
+    let handler = Arc::new(DeliveryHandler::new(
+        tokens,
+        http,
+        settings.three.clone(),
+        ProcessedStore::new(pool.clone()),
+    ));
 
     let ready: ReadinessCheck = {
         let (pool, producer, handler) = (pool.clone(), dead_letters, Arc::clone(&handler));

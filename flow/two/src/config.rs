@@ -4,13 +4,15 @@ use clap::Parser;
 use cruncan_accesstoken::TokenSettings;
 use cruncan_config::{ConfigArgs, Sources};
 use cruncan_db::DatabaseSettings;
+use cruncan_kafka::{ConsumerSettings, ProducerSettings};
 use serde::Deserialize;
+use std::time::Duration;
 
 /// Service two: consumes request events from Kafka, gets an OAuth2 token and posts each request
 /// to the third party, with retries, a dead-letter topic and de-duplication.
 ///
 /// Settings come from config/base.yaml, config/<environment>.yaml and APP_* environment
-/// variables (APP_KAFKA__CONCURRENCY=32); the flags below override them.
+/// variables (APP_KAFKA__CONSUMER__CONCURRENCY=32); the flags below override them.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "two", version)]
 pub struct Cli {
@@ -31,10 +33,10 @@ pub struct Cli {
     /// Topic to consume [config: kafka.topic]
     #[arg(long)]
     pub topic: Option<String>,
-    /// Consumer group [config: kafka.group_id]
+    /// Consumer group [config: kafka.consumer.group_id]
     #[arg(long)]
     pub group_id: Option<String>,
-    /// Messages handled at once [config: kafka.concurrency]
+    /// Messages handled at once [config: kafka.consumer.concurrency]
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Token server base URL [config: token.url]
@@ -48,7 +50,9 @@ pub struct Cli {
     pub log_filter: Option<String>,
 }
 
-/// Everything service two is configured with.
+/// Everything service two is configured with. Each section rejects keys it does not know (a
+/// misspelt key is a start-up error); the top level cannot, because `APP_ENVIRONMENT` and
+/// `APP_CONFIG_DIR` arrive through the same `APP_` prefix.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     /// Health endpoints.
@@ -60,13 +64,14 @@ pub struct Settings {
     /// OAuth2 token client.
     pub token: TokenSettings,
     /// Third-party API.
-    pub three: ThreeSettings,
+    pub three: ThirdPartySettings,
     /// Logs and telemetry.
     pub telemetry: TelemetrySettings,
 }
 
 /// Admin server settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdminSettings {
     /// Bind address.
     pub host: String,
@@ -74,55 +79,41 @@ pub struct AdminSettings {
     pub port: u16,
 }
 
-/// Kafka consumer settings.
+/// Kafka settings: the cluster and topic are the service's; the consumer's and the dead-letter
+/// producer's tuning are `cruncan_kafka`'s own settings types.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Bootstrap servers.
     pub brokers: String,
     /// Topic to consume.
     pub topic: String,
-    /// Consumer group.
-    pub group_id: String,
     /// Partitions when the topic is created.
     pub partitions: i32,
     /// Replication when the topic is created.
     pub replication: i32,
-    /// Lanes (messages handled at once).
-    pub concurrency: usize,
-    /// Handler runs per message before dead-lettering.
-    pub max_attempts: u32,
-    /// First retry delay.
-    pub backoff_initial_ms: u64,
-    /// Largest retry delay.
-    pub backoff_max_ms: u64,
-    /// Dead-letter topic suffix.
-    pub dead_letter_suffix: String,
-    /// How long a stop waits for in-flight messages.
-    pub drain_timeout_ms: u64,
-    /// Retryable failures in a row (across messages) that open the circuit breaker.
-    pub breaker_failure_threshold: u32,
-    /// First delay between probes while the breaker is open.
-    pub breaker_probe_initial_ms: u64,
-    /// Largest delay between probes.
-    pub breaker_probe_max_ms: u64,
-    /// Extra librdkafka consumer properties.
-    #[serde(default)]
-    pub extra: std::collections::BTreeMap<String, String>,
+    /// The group consumer: lanes, retries, dead letters, circuit breaker.
+    pub consumer: ConsumerSettings,
+    /// The producer of dead letters.
+    pub dead_letters: ProducerSettings,
 }
 
 /// Third-party API settings.
 #[derive(Debug, Clone, Deserialize)]
-pub struct ThreeSettings {
+#[serde(deny_unknown_fields)]
+pub struct ThirdPartySettings {
     /// Base URL; requests go to `{url}/three`.
     pub url: String,
     /// Timeout of one call.
-    pub timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
     /// Value of the `language` header.
     pub language: String,
 }
 
 /// Telemetry settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelemetrySettings {
     /// `EnvFilter` directive.
     pub log_filter: String,
@@ -137,8 +128,8 @@ impl Settings {
             .override_with("admin.port", cli.admin_port)
             .override_with("kafka.brokers", cli.brokers.as_ref())
             .override_with("kafka.topic", cli.topic.as_ref())
-            .override_with("kafka.group_id", cli.group_id.as_ref())
-            .override_with("kafka.concurrency", cli.concurrency)
+            .override_with("kafka.consumer.group_id", cli.group_id.as_ref())
+            .override_with("kafka.consumer.concurrency", cli.concurrency)
             .override_with("token.url", cli.token_url.as_ref())
             .override_with("three.url", cli.three_url.as_ref())
             .override_with("telemetry.log_filter", cli.log_filter.as_ref());

@@ -1,7 +1,7 @@
 //! What two does with one message: decode it, skip it if already delivered, get a token, post it
 //! to the third party, and classify every failure as retryable or permanent.
 
-use crate::config::ThreeSettings;
+use crate::config::ThirdPartySettings;
 use crate::store::ProcessedStore;
 use cruncan_accesstoken::{Token, TokenCache};
 use cruncan_kafka::{Handler, HandlerError, Message};
@@ -11,29 +11,29 @@ use reqwest::StatusCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Service two's message handler.
-pub struct TwoHandler {
+/// Service two's message handler: delivers each request to the third party.
+pub struct DeliveryHandler {
     tokens: TokenCache,
     http: reqwest::Client,
-    three: ThreeSettings,
+    three: ThirdPartySettings,
     store: ProcessedStore,
     duplicates: Counter<u64>,
     /// Set when the token server refuses our credentials: a configuration error, on `/readyz`.
     config_error: std::sync::Mutex<Option<String>>,
 }
 
-impl std::fmt::Debug for TwoHandler {
+impl std::fmt::Debug for DeliveryHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TwoHandler").field("three", &self.three.url).finish_non_exhaustive()
+        f.debug_struct("DeliveryHandler").field("three", &self.three.url).finish_non_exhaustive()
     }
 }
 
-impl TwoHandler {
+impl DeliveryHandler {
     /// A handler posting to `three` with tokens from `tokens`.
     pub fn new(
         tokens: TokenCache,
         http: reqwest::Client,
-        three: ThreeSettings,
+        three: ThirdPartySettings,
         store: ProcessedStore,
     ) -> Self {
         let duplicates = cruncan_telemetry::meter("two")
@@ -101,7 +101,7 @@ impl TwoHandler {
             .header("language", &self.three.language)
             .header("idempotency-key", &body.id)
             .bearer_auth(token.bearer())
-            .timeout(Duration::from_millis(self.three.timeout_ms))
+            .timeout(self.three.timeout)
             .build()
             .map_err(|e| HandlerError::permanent(anyhow::anyhow!("building the third-party request: {e}")))?;
         let response = cruncan_http::client::send_traced(&self.http, request).await.map_err(|e| {
@@ -155,7 +155,7 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
 }
 
 // ANCHOR: handle
-impl Handler for TwoHandler {
+impl Handler for DeliveryHandler {
     async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
         // Poison: a message that cannot be decoded never will be; dead-letter it at once.
         let payload = msg

@@ -260,6 +260,13 @@ mod tests {
         );
     }
 
+    /// A humantime duration of a service config (`20s`), in milliseconds.
+    fn millis(value: &Yaml) -> u64 {
+        let d: humantime_serde::Serde<std::time::Duration> =
+            serde_yaml_ng::from_value(value.clone()).unwrap();
+        d.into_inner().as_millis() as u64
+    }
+
     fn defaults(service: &str) -> Yaml {
         yaml_docs(&root().join(format!("flow/{service}/config/base.yaml"))).unwrap().remove(0)
     }
@@ -315,14 +322,13 @@ mod tests {
                 "deploy/k8s/one.yaml",
                 "one",
                 one["http"]["port"].as_u64().unwrap(),
-                one["shutdown"]["drain_timeout_ms"].as_u64().unwrap()
-                    + one["outbox"]["drain_timeout_ms"].as_u64().unwrap(),
+                millis(&one["shutdown"]["drain_timeout"]) + millis(&one["outbox"]["drain_timeout"]),
             ),
             (
                 "deploy/k8s/two.yaml",
                 "two",
                 two["admin"]["port"].as_u64().unwrap(),
-                two["kafka"]["drain_timeout_ms"].as_u64().unwrap(),
+                millis(&two["kafka"]["consumer"]["drain_timeout"]),
             ),
         ] {
             let (dep, c) = deployment(file);

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 /// Token client settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenSettings {
     /// Base URL of the token server; the token endpoint is `{url}/v2/oauth/token`.
     pub url: String,
@@ -25,24 +26,24 @@ pub struct TokenSettings {
     /// Requested scope.
     #[serde(default = "default_scope")]
     pub scope: String,
-    /// Refresh this long before the token expires.
-    #[serde(default = "default_margin")]
-    pub refresh_margin_secs: u64,
-    /// Timeout of one token request.
-    #[serde(default = "default_timeout")]
-    pub timeout_ms: u64,
+    /// Refresh this long before the token expires (humantime: `30s`).
+    #[serde(default = "default_margin", with = "humantime_serde")]
+    pub refresh_margin: Duration,
+    /// Timeout of one token request (humantime: `5s`).
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 fn default_scope() -> String {
     "general".into()
 }
 
-fn default_margin() -> u64 {
-    30
+fn default_margin() -> Duration {
+    Duration::from_secs(30)
 }
 
-fn default_timeout() -> u64 {
-    5_000
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// A bearer token. Its `Debug` output never shows the token.
@@ -186,7 +187,7 @@ impl TokenCache {
             .post(format!("{}/v2/oauth/token", s.url.trim_end_matches('/')))
             .basic_auth(&s.client_id, Some(s.client_secret.expose_secret()))
             .form(&[("grant_type", "client_credentials"), ("scope", s.scope.as_str())])
-            .timeout(Duration::from_millis(s.timeout_ms))
+            .timeout(s.timeout)
             .build()
             .map_err(TokenError::Transport)?;
         let outcome = async {
@@ -201,7 +202,7 @@ impl TokenCache {
             let parsed: TokenResponse =
                 serde_json::from_slice(&body).map_err(|e| TokenError::Decode(e.to_string()))?;
             let expires_in = Duration::from_secs(parsed.expires_in);
-            let margin = Duration::from_secs(s.refresh_margin_secs);
+            let margin = s.refresh_margin;
             // A lifetime shorter than the margin: refresh at half-life instead of never caching.
             let refresh_after = if expires_in > margin { expires_in - margin } else { expires_in / 2 };
             Ok(Token {

@@ -13,8 +13,8 @@ fn settings(server: &MockServer, margin: u64) -> TokenSettings {
         client_id: "client-1".into(),
         client_secret: "s3cr3t".into(),
         scope: "general".into(),
-        refresh_margin_secs: margin,
-        timeout_ms: 2_000,
+        refresh_margin: Duration::from_secs(margin),
+        timeout: Duration::from_secs(2),
     }
 }
 

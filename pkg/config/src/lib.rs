@@ -103,6 +103,37 @@ pub fn load<T: DeserializeOwned>(sources: &Sources) -> anyhow::Result<T> {
 }
 // ANCHOR_END: load
 
+/// Loads `T` from the config folder `dir` and `environment`, with `env` as the only environment
+/// variables: for a service's tests of its own config files (they never touch the process
+/// environment).
+pub fn load_with_env<T: DeserializeOwned>(
+    dir: &str,
+    environment: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<T> {
+    let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    load(&Sources { env: Some(env), ..Sources::new(dir, environment) })
+}
+
+/// For a service's tests of its own config files: every one of `environments` loads, and setting
+/// each of the `misspelt` variables (e.g. `APP_HTTP__PROT`) is an error that names the key.
+pub fn check_config_files<T: DeserializeOwned>(dir: &str, environments: &[&str], misspelt: &[&str]) {
+    for environment in environments {
+        if let Err(e) = load_with_env::<T>(dir, environment, &[]) {
+            panic!("{environment}.yaml: {e:#}");
+        }
+    }
+    for key in misspelt {
+        let name = key.rsplit("__").next().unwrap_or(key).to_lowercase();
+        match load_with_env::<T>(dir, environments.first().copied().unwrap_or("local"), &[(key, "1")]) {
+            Ok(_) => panic!("{key} was accepted"),
+            Err(e) => {
+                assert!(format!("{e:#}").contains(&name), "{key}: the error does not name {name}: {e:#}")
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch of the Snowflake epoch (2010-11-04T01:42:54.657Z).
 pub const EPOCH_MS: u64 = 1_288_834_974_657;
@@ -135,6 +135,19 @@ pub fn node_from_ipv4(ip: Ipv4Addr) -> u16 {
 }
 // ANCHOR_END: node_id
 
+/// What [`Generator::try_next_id`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The id.
+    Id(Id),
+    /// This millisecond's 64 ids are spent: none until the clock passes it. `behind_ms` is how far
+    /// the clock is behind the last id's millisecond (0: it is in that millisecond now).
+    Wait {
+        /// Milliseconds the clock lags the last id handed out.
+        behind_ms: u64,
+    },
+}
+
 /// A thread-safe, lock-free Snowflake generator.
 #[derive(Debug)]
 pub struct Generator<C: Clock = SystemClock> {
@@ -169,7 +182,24 @@ impl<C: Clock> Generator<C> {
     /// - Clock moved backwards (an NTP step): we keep the last timestamp we used instead of reusing
     ///   older ones, and once its 64 sequence numbers are spent we wait until the wall clock passes
     ///   it. Ids stay unique and ordered; the price is a pause as long as the backwards jump.
-    pub fn next_id(&self) -> Result<Id, IdError> {
+    ///
+    /// Waiting is asynchronous (the caller is an async handler): the task yields or sleeps on the
+    /// runtime's timer, so the thread serves other requests meanwhile.
+    pub async fn next_id(&self) -> Result<Id, IdError> {
+        loop {
+            match self.try_next_id()? {
+                Next::Id(id) => return Ok(id),
+                // Within the current millisecond: let other tasks run, then look again.
+                Next::Wait { behind_ms: 0 } => tokio::task::yield_now().await,
+                // The clock is behind the last id (stepped back): sleep until it catches up.
+                Next::Wait { behind_ms } => tokio::time::sleep(Duration::from_millis(behind_ms)).await,
+            }
+        }
+    }
+
+    /// One step of [`Generator::next_id`] that never waits: the id, or how far the clock must
+    /// advance before the next one exists.
+    pub fn try_next_id(&self) -> Result<Next, IdError> {
         loop {
             // Load the last id *before* reading the clock: a clock read that is older than the
             // stored state would otherwise look like a backwards clock.
@@ -181,27 +211,15 @@ impl<C: Clock> Generator<C> {
             } else if seq < MAX_SEQUENCE {
                 (last_ms, seq + 1)
             } else {
-                self.wait_past(last_ms, now);
-                continue;
+                return Ok(Next::Wait { behind_ms: last_ms - now });
             };
             if ms > MAX_TIME {
                 return Err(IdError::ClockOutOfRange);
             }
             let packed = (ms << SEQUENCE_BITS) | next_seq;
             if self.last.compare_exchange_weak(prev, packed, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                return Ok(Id::compose(ms, self.node, next_seq));
+                return Ok(Next::Id(Id::compose(ms, self.node, next_seq)));
             }
-        }
-    }
-
-    /// Waits for the clock to leave millisecond `last_ms`: spins within one millisecond, sleeps
-    /// when the clock is further behind (a backwards jump).
-    fn wait_past(&self, last_ms: u64, now: u64) {
-        if last_ms > now {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        } else {
-            std::hint::spin_loop();
-            std::thread::yield_now();
         }
     }
     // ANCHOR_END: next_id
@@ -212,150 +230,4 @@ impl<C: Clock> Generator<C> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashSet;
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicU64;
-
-    /// A clock the test moves by hand.
-    #[derive(Clone, Default)]
-    struct ManualClock(Arc<AtomicU64>);
-
-    impl ManualClock {
-        fn at(ms: u64) -> Self {
-            Self(Arc::new(AtomicU64::new(ms)))
-        }
-        fn set(&self, ms: u64) {
-            self.0.store(ms, Ordering::SeqCst);
-        }
-    }
-
-    impl Clock for ManualClock {
-        fn now_ms(&self) -> u64 {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
-
-    const T0: u64 = EPOCH_MS + 1_000_000;
-
-    #[test]
-    fn million_ids_from_four_threads_are_unique_and_increasing_per_thread() {
-        let generator = Arc::new(Generator::new(7));
-        let handles: Vec<_> = (0..4)
-            .map(|_| {
-                let g = Arc::clone(&generator);
-                std::thread::spawn(move || (0..250_000).map(|_| g.next_id().unwrap()).collect::<Vec<_>>())
-            })
-            .collect();
-        let mut all = HashSet::with_capacity(1_000_000);
-        for h in handles {
-            let ids = h.join().unwrap();
-            assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids of one thread must increase");
-            for id in ids {
-                assert!(all.insert(id), "duplicate id {id}");
-            }
-        }
-        assert_eq!(all.len(), 1_000_000);
-        // Overflow waited for the clock instead of running ahead of it.
-        let now = SystemClock.now_ms();
-        assert!(all.iter().all(|id| id.timestamp_ms() <= now), "an id's timestamp ran ahead of the clock");
-    }
-
-    #[test]
-    fn id_decodes_back_to_its_parts() {
-        let clock = ManualClock::at(T0);
-        let g = Generator::with_clock(0xBEEF, clock.clone());
-        let first = g.next_id().unwrap();
-        let second = g.next_id().unwrap();
-        assert_eq!((first.timestamp_ms(), first.node(), first.sequence()), (T0, 0xBEEF, 0));
-        assert_eq!((second.timestamp_ms(), second.node(), second.sequence()), (T0, 0xBEEF, 1));
-        clock.set(T0 + 5);
-        let third = g.next_id().unwrap();
-        assert_eq!((third.timestamp_ms(), third.sequence()), (T0 + 5, 0));
-    }
-
-    #[test]
-    fn display_is_twenty_zero_padded_digits_and_parses_back() {
-        let id = Id::from_u64(42);
-        assert_eq!(id.to_string(), "00000000000000000042");
-        assert_eq!("00000000000000000042".parse::<Id>().unwrap(), id);
-        let real = Generator::new(1).next_id().unwrap();
-        assert_eq!(real.to_string().len(), 20);
-        assert_eq!(real.to_string().parse::<Id>().unwrap(), real);
-        for bad in ["42", "", "0000000000000000004x", "-0000000000000000042", "000000000000000000042"] {
-            assert!(bad.parse::<Id>().is_err(), "{bad:?} must not parse");
-        }
-    }
-
-    #[test]
-    fn sequence_overflow_waits_for_the_next_millisecond() {
-        let clock = ManualClock::at(T0);
-        let g = Arc::new(Generator::with_clock(1, clock.clone()));
-        let ids: Vec<_> = (0..64).map(|_| g.next_id().unwrap()).collect();
-        assert_eq!(ids.last().unwrap().sequence(), 63);
-        // The 65th id of this millisecond must wait until the clock ticks.
-        let waiter = {
-            let g = Arc::clone(&g);
-            std::thread::spawn(move || g.next_id().unwrap())
-        };
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(!waiter.is_finished(), "must not hand out a 65th id in the same millisecond");
-        clock.set(T0 + 1);
-        let next = waiter.join().unwrap();
-        assert_eq!((next.timestamp_ms(), next.sequence()), (T0 + 1, 0));
-        assert!(next > *ids.last().unwrap());
-    }
-
-    #[test]
-    fn backwards_clock_never_duplicates() {
-        let clock = ManualClock::at(T0 + 10);
-        let g = Arc::new(Generator::with_clock(3, clock.clone()));
-        let mut seen = HashSet::new();
-        let mut last = g.next_id().unwrap();
-        seen.insert(last);
-        // The clock jumps back 10 ms: the remaining 63 ids of the last millisecond are handed out.
-        clock.set(T0);
-        for _ in 0..63 {
-            let id = g.next_id().unwrap();
-            assert!(id > last, "{id} must be greater than {last}");
-            assert!(seen.insert(id));
-            last = id;
-        }
-        // Then the generator waits for the wall clock to pass its last timestamp.
-        let waiter = {
-            let g = Arc::clone(&g);
-            std::thread::spawn(move || g.next_id().unwrap())
-        };
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(!waiter.is_finished(), "must not reuse a timestamp while the clock is behind");
-        clock.set(T0 + 11);
-        let id = waiter.join().unwrap();
-        assert!(id > last && seen.insert(id));
-        assert_eq!((id.timestamp_ms(), id.sequence()), (T0 + 11, 0));
-    }
-
-    #[test]
-    fn node_id_table() {
-        type Case<'a> = (Option<u16>, Option<&'a str>, Result<Option<u16>, IdError>);
-        let cases: [Case; 8] = [
-            (None, Some("10.1.2.3"), Ok(Some(0x0203))),
-            (None, Some("192.168.255.255"), Ok(Some(0xFFFF))),
-            (None, Some(" 172.16.0.1 "), Ok(Some(1))),
-            (Some(9), Some("10.1.2.3"), Ok(Some(9))),
-            (Some(9), Some("fe80::1"), Ok(Some(9))),
-            (None, None, Ok(None)),
-            (None, Some("fe80::1"), Err(IdError::Ipv6("fe80::1".into()))),
-            (None, Some("10.1.2"), Err(IdError::Malformed("10.1.2".into()))),
-        ];
-        for (explicit, pod_ip, want) in cases {
-            assert_eq!(resolve_node_id(explicit, pod_ip), want, "explicit={explicit:?} pod_ip={pod_ip:?}");
-        }
-    }
-
-    #[test]
-    fn clock_before_epoch_is_an_error() {
-        let g = Generator::with_clock(1, ManualClock::at(EPOCH_MS - 1));
-        assert_eq!(g.next_id(), Err(IdError::ClockOutOfRange));
-    }
-}
+mod tests;

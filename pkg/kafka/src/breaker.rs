@@ -13,23 +13,27 @@
 //! its retries run out before it alone can open the breaker.
 
 use opentelemetry::KeyValue;
+use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
-/// Breaker settings.
-#[derive(Debug, Clone)]
-pub struct BreakerConfig {
+/// Breaker settings (the consumer's `breaker:` section; durations as humantime strings).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSettings {
     /// Retryable failures in a row, across lanes, that open the breaker.
     pub failure_threshold: u32,
     /// First delay between probes while open.
+    #[serde(with = "humantime_serde")]
     pub probe_initial: Duration,
     /// Largest delay between probes.
+    #[serde(with = "humantime_serde")]
     pub probe_max: Duration,
 }
 
-impl Default for BreakerConfig {
+impl Default for BreakerSettings {
     /// 10 failures in a row; probes from 1 s, doubling to 30 s.
     fn default() -> Self {
         Self {
@@ -53,7 +57,7 @@ pub enum BreakerState {
 /// Shared by the poll loop (which pauses and resumes partitions on its changes) and the lanes.
 #[derive(Debug, Clone)]
 pub struct Breaker {
-    cfg: BreakerConfig,
+    settings: BreakerSettings,
     state: Arc<watch::Sender<BreakerState>>,
     consecutive: Arc<AtomicU32>,
     failed_probes: Arc<AtomicU32>,
@@ -62,10 +66,10 @@ pub struct Breaker {
 
 impl Breaker {
     /// A closed breaker.
-    pub fn new(cfg: BreakerConfig) -> Self {
+    pub fn new(settings: BreakerSettings) -> Self {
         let (state, _) = watch::channel(BreakerState::Closed);
         Self {
-            cfg,
+            settings,
             state: Arc::new(state),
             consecutive: Arc::default(),
             failed_probes: Arc::default(),
@@ -93,7 +97,7 @@ impl Breaker {
     /// A retryable failure; returns the state after it.
     pub fn record_failure(&self) -> BreakerState {
         let n = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= self.cfg.failure_threshold {
+        if n >= self.settings.failure_threshold {
             self.set(BreakerState::Open);
         }
         self.state()
@@ -112,7 +116,7 @@ impl Breaker {
     /// How long to wait after a failed probe: doubling from `probe_initial` to `probe_max`.
     pub fn next_probe_delay(&self) -> Duration {
         let n = self.failed_probes.fetch_add(1, Ordering::Relaxed);
-        self.cfg.probe_initial.saturating_mul(1u32 << n.min(16)).min(self.cfg.probe_max)
+        self.settings.probe_initial.saturating_mul(1u32 << n.min(16)).min(self.settings.probe_max)
     }
 
     fn set(&self, to: BreakerState) {
@@ -153,7 +157,7 @@ mod tests {
     use super::*;
 
     fn breaker(threshold: u32) -> Breaker {
-        Breaker::new(BreakerConfig {
+        Breaker::new(BreakerSettings {
             failure_threshold: threshold,
             probe_initial: Duration::from_millis(100),
             probe_max: Duration::from_millis(350),

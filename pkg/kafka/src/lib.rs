@@ -6,18 +6,28 @@
 //!   offsets are stored only after the handler finished (or the message went to the dead-letter
 //!   topic), partitions and keys are processed concurrently while order within a key is kept, and
 //!   a graceful stop finishes in-flight work and commits.
+//! - [`Headers`]: record headers and the trace-context carrier, serde-able for an outbox row.
 //! - [`ensure_topic`]: creates a topic when it is missing.
+//!
+//! Settings ([`ProducerSettings`], [`ConsumerSettings`]) deserialise from a service's config; the
+//! brokers and topics are the service's, passed beside them.
 
 mod breaker;
 mod consumer;
+mod handler;
 mod headers;
+mod lane;
+mod metrics;
+mod offsets;
 mod producer;
 mod redrive;
 
-pub use breaker::{Breaker, BreakerConfig, BreakerState};
-pub use consumer::{Consumer, ConsumerConfig, DeadLetterHeaders, Handler, HandlerError, Message, lane_for};
-pub use headers::{KafkaHeaderExtractor, KafkaHeaderInjector, trace_headers};
-pub use producer::{Delivery, Producer, ProducerConfig};
+pub use breaker::{Breaker, BreakerSettings, BreakerState};
+pub use consumer::{Consumer, ConsumerSettings};
+pub use handler::{DeadLetterHeaders, Handler, HandlerError, Message};
+pub use headers::Headers;
+pub use lane::lane_for;
+pub use producer::{Delivery, Producer, ProducerSettings};
 pub use redrive::{REDRIVE_COUNT, RedriveOptions, RedriveReport, redrive};
 
 use anyhow::Context as _;

@@ -1,36 +1,42 @@
 //! The idempotent producer.
 
+use crate::headers::Headers;
 use anyhow::Context as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Producer settings.
-#[derive(Debug, Clone)]
-pub struct ProducerConfig {
-    /// `bootstrap.servers`.
-    pub brokers: String,
+// ANCHOR: producer_settings
+/// Producer settings: the `producer:` section of a service's Kafka config. Durations are humantime
+/// strings (`5ms`, `10s`); a misspelt key is an error.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerSettings {
     /// `client.id`, shown in broker logs and metrics.
     pub client_id: String,
     /// `linger.ms`: how long to wait to fill a batch (throughput against latency).
-    pub linger_ms: u32,
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
     /// `message.timeout.ms`: how long a send may take, retries included, before it fails.
-    pub message_timeout_ms: u32,
+    #[serde(with = "humantime_serde")]
+    pub message_timeout: Duration,
     /// Any other librdkafka property; these win over the fields above.
+    #[serde(default)]
     pub extra: BTreeMap<String, String>,
 }
+// ANCHOR_END: producer_settings
 
-impl ProducerConfig {
-    /// Defaults: idempotent, `acks=all`, 5 ms linger, 10 s delivery timeout.
-    pub fn new(brokers: impl Into<String>, client_id: impl Into<String>) -> Self {
+impl ProducerSettings {
+    /// Defaults: 5 ms linger, 10 s delivery timeout (idempotence and `acks=all` are not settings).
+    pub fn new(client_id: impl Into<String>) -> Self {
         Self {
-            brokers: brokers.into(),
             client_id: client_id.into(),
-            linger_ms: 5,
-            message_timeout_ms: 10_000,
+            linger: Duration::from_millis(5),
+            message_timeout: Duration::from_secs(10),
             extra: BTreeMap::new(),
         }
     }
@@ -59,17 +65,18 @@ impl std::fmt::Debug for Producer {
 
 impl Producer {
     // ANCHOR: producer_new
-    /// Creates the producer. Idempotence makes librdkafka's internal retries safe: a record is
-    /// written once per partition even when an ack is lost and the send is retried.
-    pub fn new(cfg: &ProducerConfig) -> anyhow::Result<Self> {
+    /// Creates the producer for the cluster at `brokers`. Idempotence makes librdkafka's internal
+    /// retries safe: a record is written once per partition even when an ack is lost and the send
+    /// is retried.
+    pub fn new(brokers: &str, settings: &ProducerSettings) -> anyhow::Result<Self> {
         let mut cc = ClientConfig::new();
-        cc.set("bootstrap.servers", &cfg.brokers)
-            .set("client.id", &cfg.client_id)
+        cc.set("bootstrap.servers", brokers)
+            .set("client.id", &settings.client_id)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", cfg.linger_ms.to_string())
-            .set("message.timeout.ms", cfg.message_timeout_ms.to_string());
-        for (k, v) in &cfg.extra {
+            .set("linger.ms", settings.linger.as_millis().to_string())
+            .set("message.timeout.ms", settings.message_timeout.as_millis().to_string());
+        for (k, v) in &settings.extra {
             cc.set(k, v);
         }
         let inner: FutureProducer = cc.create().context("creating Kafka producer")?;
@@ -84,11 +91,11 @@ impl Producer {
         topic: &str,
         key: &[u8],
         payload: &[u8],
-        headers: &[(String, Vec<u8>)],
+        headers: &Headers,
     ) -> anyhow::Result<Delivery> {
         let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-        for (k, v) in headers {
-            owned = owned.insert(Header { key: k, value: Some(v) });
+        for (key, value) in headers.iter() {
+            owned = owned.insert(Header { key, value: Some(value) });
         }
         let record = FutureRecord::to(topic).key(key).payload(payload).headers(owned);
         // The queue timeout only applies when librdkafka's local queue is full; delivery itself is

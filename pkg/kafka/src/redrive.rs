@@ -4,7 +4,8 @@
 //! `redrive.count`, and commits its own progress. Consumers de-duplicate (two's processed-id
 //! store), so redriving a message that was in fact delivered changes nothing.
 
-use crate::consumer::DeadLetterHeaders;
+use crate::handler::DeadLetterHeaders;
+use crate::headers::Headers;
 use crate::producer::Producer;
 use anyhow::Context as _;
 use rdkafka::config::ClientConfig;
@@ -79,13 +80,11 @@ pub async fn redrive(opts: &RedriveOptions, producer: &Producer) -> anyhow::Resu
         let (partition, offset) = (m.partition(), m.offset());
         remaining.retain(|(p, end)| !(*p == partition && offset + 1 >= *end));
         report.read += 1;
-        let headers: Vec<(String, Vec<u8>)> = m
+        let mut headers: Headers = m
             .headers()
-            .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
+            .map(|hs| hs.iter().map(|h| (h.key, h.value.unwrap_or_default().to_vec())).collect())
             .unwrap_or_default();
-        let header = |name: &str| {
-            headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-        };
+        let header = |name: &str| headers.get(name).map(|v| String::from_utf8_lossy(v).into_owned());
         if opts.filters.iter().any(|(k, v)| header(k).as_deref() != Some(v.as_str())) {
             report.skipped += 1;
         } else {
@@ -98,15 +97,14 @@ pub async fn redrive(opts: &RedriveOptions, producer: &Producer) -> anyhow::Resu
                 ),
             };
             let count = header(REDRIVE_COUNT).and_then(|c| c.parse::<u32>().ok()).unwrap_or(0) + 1;
-            let mut out: Vec<(String, Vec<u8>)> =
-                headers.into_iter().filter(|(k, _)| !k.starts_with("dlq.") && k != REDRIVE_COUNT).collect();
-            out.push((REDRIVE_COUNT.to_owned(), count.to_string().into_bytes()));
+            headers.retain(|k, _| !k.starts_with("dlq.") && k != REDRIVE_COUNT);
+            headers.push(REDRIVE_COUNT, count.to_string());
             let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
             if opts.dry_run {
                 tracing::info!(%key, %to, partition, offset, "would redrive");
             } else {
                 producer
-                    .send(&to, m.key().unwrap_or_default(), m.payload().unwrap_or_default(), &out)
+                    .send(&to, m.key().unwrap_or_default(), m.payload().unwrap_or_default(), &headers)
                     .await
                     .with_context(|| format!("re-publishing {key} to {to}"))?;
                 tracing::info!(%key, %to, partition, offset, redrive_count = count, "redriven");

@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic: that is its failure report
 
 use cruncan_kafka::{
-    Consumer, ConsumerConfig, DeadLetterHeaders, Handler, HandlerError, Message, Producer, ProducerConfig,
-    ensure_topic,
+    Consumer, ConsumerSettings, DeadLetterHeaders, Handler, HandlerError, Headers, Message, Producer,
+    ProducerSettings, ensure_topic,
 };
 use cruncan_shutdown::Shutdown;
 use cruncan_testkit::{brokers, unique_name};
@@ -16,16 +16,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn producer() -> Producer {
-    Producer::new(&ProducerConfig::new(brokers(), "kafka-test")).unwrap()
+    Producer::new(&brokers(), &ProducerSettings::new("kafka-test")).unwrap()
 }
 
-fn consumer_cfg(group: &str, topic: &str) -> ConsumerConfig {
-    ConsumerConfig {
+fn consumer_settings(group: &str) -> ConsumerSettings {
+    ConsumerSettings {
         backoff_initial: Duration::from_millis(20),
         backoff_max: Duration::from_millis(100),
         drain_timeout: Duration::from_secs(5),
-        ..ConsumerConfig::new(brokers(), group, vec![topic.to_owned()])
+        ..ConsumerSettings::new(group)
     }
+}
+
+fn subscribe(topic: &str, settings: ConsumerSettings, dead_letters: Producer) -> Consumer {
+    Consumer::new(&brokers(), &[topic.to_owned()], settings, dead_letters).unwrap()
 }
 
 type Rule = dyn Fn(&Message, u32) -> Result<(), HandlerError> + Send + Sync;
@@ -74,10 +78,12 @@ impl Handler for Recorder {
 
 async fn produce(p: &Producer, topic: &str, n: usize, key: impl Fn(usize) -> String) {
     for i in 0..n {
-        let headers = vec![
-            ("traceparent".to_owned(), b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_vec()),
-            ("seq".to_owned(), i.to_string().into_bytes()),
-        ];
+        let headers: Headers = [
+            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
+            ("seq", i.to_string()),
+        ]
+        .into_iter()
+        .collect();
         p.send(topic, key(i).as_bytes(), format!("payload-{i}").as_bytes(), &headers).await.unwrap();
     }
 }
@@ -92,7 +98,7 @@ async fn messages_with_headers_round_trip() {
 
     let recorder = Recorder::ok();
     let shutdown = Shutdown::new();
-    let consumer = Consumer::new(consumer_cfg(&unique_name("kt-group"), &topic), p.clone()).unwrap();
+    let consumer = subscribe(&topic, consumer_settings(&unique_name("kt-group")), p.clone());
     let task = tokio::spawn(consumer.run(Arc::clone(&recorder), shutdown.clone()));
     let seen = recorder.wait_for(30).await;
     shutdown.trigger();
@@ -136,7 +142,7 @@ async fn a_new_consumer_resumes_exactly_after_the_committed_offset() {
         Ok(())
     });
     let consumer =
-        Consumer::new(ConsumerConfig { concurrency: 1, ..consumer_cfg(&group, &topic) }, p.clone()).unwrap();
+        subscribe(&topic, ConsumerSettings { concurrency: 1, ..consumer_settings(&group) }, p.clone());
     tokio::time::timeout(Duration::from_secs(60), consumer.run(Arc::clone(&first), shutdown))
         .await
         .unwrap()
@@ -156,7 +162,7 @@ async fn a_new_consumer_resumes_exactly_after_the_committed_offset() {
     // A new consumer in the group starts exactly there.
     let second = Recorder::ok();
     let shutdown = Shutdown::new();
-    let consumer = Consumer::new(consumer_cfg(&group, &topic), p.clone()).unwrap();
+    let consumer = subscribe(&topic, consumer_settings(&group), p.clone());
     let task = tokio::spawn(consumer.run(Arc::clone(&second), shutdown.clone()));
     let seen = second.wait_for(10).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -183,13 +189,12 @@ async fn retryable_errors_are_retried_and_permanent_ones_dead_lettered() {
         _ => Ok(()),
     });
     let shutdown = Shutdown::new();
-    let consumer = Consumer::new(consumer_cfg(&unique_name("kt-group"), &topic), p.clone()).unwrap();
+    let consumer = subscribe(&topic, consumer_settings(&unique_name("kt-group")), p.clone());
     let task = tokio::spawn(consumer.run(Arc::clone(&recorder), shutdown.clone()));
 
     let dlq = Recorder::ok();
     let dlq_shutdown = Shutdown::new();
-    let dlq_consumer =
-        Consumer::new(consumer_cfg(&unique_name("kt-dlq-group"), &format!("{topic}.dlq")), p).unwrap();
+    let dlq_consumer = subscribe(&format!("{topic}.dlq"), consumer_settings(&unique_name("kt-dlq-group")), p);
     let dlq_task = tokio::spawn(dlq_consumer.run(Arc::clone(&dlq), dlq_shutdown.clone()));
 
     let seen = recorder.wait_for(2).await;

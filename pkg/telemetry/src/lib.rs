@@ -60,7 +60,7 @@ pub enum Otlp {
 
 /// What [`init_telemetry`] needs to know.
 #[derive(Debug, Clone)]
-pub struct TelemetryConfig {
+pub struct TelemetrySettings {
     /// `service.name` of every signal (`OTEL_SERVICE_NAME` wins when set).
     pub service_name: String,
     /// `service.version`.
@@ -71,7 +71,7 @@ pub struct TelemetryConfig {
     pub otlp: Otlp,
 }
 
-impl TelemetryConfig {
+impl TelemetrySettings {
     /// Defaults for a service: `info` logs, OTLP from the environment.
     pub fn new(service_name: impl Into<String>, service_version: impl Into<String>) -> Self {
         Self {
@@ -147,26 +147,6 @@ impl Drop for TelemetryGuard {
     }
 }
 
-// ANCHOR: run_service
-/// The body of every service's `main`: installs telemetry, binds SIGINT/SIGTERM to a
-/// [`Shutdown`](cruncan_shutdown::Shutdown), runs `service` with it, logs a failure once, and
-/// flushes telemetry last (off the async threads: flushing blocks on the exporters).
-pub async fn run_service<F, Fut>(cfg: TelemetryConfig, service: F) -> anyhow::Result<()>
-where
-    F: FnOnce(cruncan_shutdown::Shutdown) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let telemetry = init_telemetry(&cfg)?;
-    let shutdown = cruncan_shutdown::Shutdown::on_signals()?;
-    let result = service(shutdown).await;
-    if let Err(e) = &result {
-        tracing::error!(error = %format!("{e:#}"), service = %cfg.service_name, "service failed");
-    }
-    tokio::task::spawn_blocking(move || telemetry.shutdown()).await.context("flushing telemetry")?;
-    result
-}
-// ANCHOR_END: run_service
-
 // ANCHOR: log_writer
 /// Installs telemetry for the process with JSON logs on stdout. Call once, early in `main`, inside
 /// the Tokio runtime (the gRPC exporter needs it).
@@ -176,7 +156,7 @@ where
 /// lines queued meanwhile into one `write` (a `BufWriter` it flushes whenever its queue is
 /// empty) instead of one system call per line. Nothing is dropped: past 128k queued lines the
 /// logging thread waits (backpressure) rather than losing lines silently.
-pub fn init_telemetry(cfg: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
+pub fn init_telemetry(cfg: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .buffered_lines_limit(128_000)
@@ -190,7 +170,7 @@ pub fn init_telemetry(cfg: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
 
 // ANCHOR: init_telemetry
 /// Like [`init_telemetry`], with the JSON log lines going to `writer` (tests capture them).
-pub fn init_telemetry_with_writer<W>(cfg: &TelemetryConfig, writer: W) -> anyhow::Result<TelemetryGuard>
+pub fn init_telemetry_with_writer<W>(cfg: &TelemetrySettings, writer: W) -> anyhow::Result<TelemetryGuard>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -247,7 +227,7 @@ where
 }
 // ANCHOR_END: init_telemetry
 
-fn resource(cfg: &TelemetryConfig) -> Resource {
+fn resource(cfg: &TelemetrySettings) -> Resource {
     // Resource::builder() already reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
     let mut builder = Resource::builder();
     if std::env::var_os("OTEL_SERVICE_NAME").is_none() {

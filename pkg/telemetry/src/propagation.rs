@@ -2,38 +2,13 @@
 //! other carrier such as Kafka headers).
 
 use http::HeaderMap;
-use http::header::{HeaderName, HeaderValue};
 use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::{Context, global};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 pub use opentelemetry::propagation::{Extractor, Injector};
-
-/// Writes trace context into an `http::HeaderMap`.
-#[derive(Debug)]
-pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
-
-impl Injector for HeaderInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(key.as_bytes()), HeaderValue::from_str(&value))
-        {
-            self.0.insert(name, value);
-        }
-    }
-}
-
-/// Reads trace context from an `http::HeaderMap`.
-#[derive(Debug)]
-pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(HeaderName::as_str).collect()
-    }
-}
+/// The `http::HeaderMap` carriers, from opentelemetry-http rather than written here.
+pub use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 
 // ANCHOR: inject_extract
 /// Injects the current tracing span's context (`traceparent`, `tracestate`) into `carrier`.

@@ -4,7 +4,7 @@
 //! process-global subscriber.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic: that is its failure report
 
-use cruncan_telemetry::{Otlp, TelemetryConfig, current_span_ids, init_telemetry_with_writer};
+use cruncan_telemetry::{Otlp, TelemetrySettings, current_span_ids, init_telemetry_with_writer};
 use cruncan_testkit::{LogCapture, OtlpReceiver};
 use std::time::Duration;
 
@@ -12,10 +12,10 @@ use std::time::Duration;
 async fn span_log_and_metric_arrive_with_the_right_trace_id() {
     let receiver = OtlpReceiver::start().await.unwrap();
     let logs = LogCapture::default();
-    let cfg = TelemetryConfig {
+    let cfg = TelemetrySettings {
         otlp: Otlp::HttpEndpoint(receiver.endpoint()),
         log_filter: "info".into(),
-        ..TelemetryConfig::new("telemetry-test", "0.0.0")
+        ..TelemetrySettings::new("telemetry-test", "0.0.0")
     };
     let guard = init_telemetry_with_writer(&cfg, logs.clone()).unwrap();
     assert!(guard.exporting());

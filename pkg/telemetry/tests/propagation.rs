@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic: that is its failure report
 
 use cruncan_telemetry::{
-    Otlp, TelemetryConfig, context_from_http_headers, current_span_ids, init_telemetry_with_writer,
+    Otlp, TelemetrySettings, context_from_http_headers, current_span_ids, init_telemetry_with_writer,
     inject_current_into_http_headers,
 };
 use cruncan_testkit::LogCapture;
@@ -13,7 +13,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 #[tokio::test]
 async fn context_round_trips_through_http_headers_without_an_exporter() {
     let logs = LogCapture::default();
-    let cfg = TelemetryConfig { otlp: Otlp::Disabled, ..TelemetryConfig::new("prop-test", "0") };
+    let cfg = TelemetrySettings { otlp: Otlp::Disabled, ..TelemetrySettings::new("prop-test", "0") };
     let guard = init_telemetry_with_writer(&cfg, logs.clone()).unwrap();
     assert!(!guard.exporting());
 

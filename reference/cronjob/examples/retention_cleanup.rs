@@ -56,9 +56,11 @@ async fn run(args: Args) -> anyhow::Result<cronjob::Summary> {
         username: String::new(),
         password: String::new().into(),
         name: "one".into(),
-        require_ssl: false,
+        ssl_mode: cruncan_db::PgSslMode::Prefer,
+        ssl_root_cert: None,
+        application_name: Some("retention-cleanup".into()),
         max_connections: 2,
-        acquire_timeout_ms: 5_000,
+        acquire_timeout: std::time::Duration::from_secs(5),
         create_if_missing: false,
     };
     db.apply_url(&args.database_url)?;

@@ -3,18 +3,18 @@
 //! `make up` (PostgreSQL, NATS, Redis and the SMTP sink). SIGINT/SIGTERM stops it gracefully.
 
 use clap::Parser as _;
-use cruncan_telemetry::TelemetryConfig;
+use cruncan_telemetry::TelemetrySettings;
 
 // ANCHOR: main
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = email::Cli::parse();
     let settings = email::Settings::load(&cli)?;
-    let telemetry = TelemetryConfig {
+    let telemetry = TelemetrySettings {
         log_filter: settings.telemetry.log_filter.clone(),
-        ..TelemetryConfig::new("email", env!("CARGO_PKG_VERSION"))
+        ..TelemetrySettings::new("email", env!("CARGO_PKG_VERSION"))
     };
-    cruncan_telemetry::run_service(telemetry, |shutdown| async move {
+    cruncan_service::run(telemetry, |shutdown| async move {
         email::build(settings).await?.run_until_stopped(shutdown).await
     })
     .await

@@ -2,12 +2,12 @@
 //! certificate made at start; the CA is written to target/grpc-demo/ca.pem for the client.
 //! Health and reflection are on; SIGINT/SIGTERM stops it gracefully.
 
-use cruncan_telemetry::TelemetryConfig;
+use cruncan_telemetry::TelemetrySettings;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    cruncan_telemetry::run_service(
-        TelemetryConfig::new("grpc-payments", env!("CARGO_PKG_VERSION")),
+    cruncan_service::run(
+        TelemetrySettings::new("grpc-payments", env!("CARGO_PKG_VERSION")),
         |shutdown| async move {
             let pki = grpc::tls::dev_pki()?;
             std::fs::create_dir_all("target/grpc-demo")?;

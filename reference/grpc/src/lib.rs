@@ -16,6 +16,7 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("payments_descriptor");
 }
 
+use backon::{ExponentialBuilder, Retryable as _};
 use cruncan_shutdown::Shutdown;
 use pb::payments_service_server::{PaymentsService, PaymentsServiceServer};
 use pb::{Balance, BatchSummary, LedgerEntry, LedgerRequest, TransactionRequest, TransactionResponse};
@@ -59,7 +60,7 @@ pub fn validate(tx: &TransactionRequest) -> Result<i64, Status> {
 // ANCHOR: config
 /// Server knobs.
 #[derive(Debug, Clone)]
-pub struct ServiceConfig {
+pub struct ServiceSettings {
     /// Simulated processing time of a unary transfer (demonstrates deadlines).
     pub processing_delay: Duration,
     /// Largest encoded message the server accepts; a larger one is `RESOURCE_EXHAUSTED`.
@@ -71,7 +72,7 @@ pub struct ServiceConfig {
     pub drain_timeout: Duration,
 }
 
-impl Default for ServiceConfig {
+impl Default for ServiceSettings {
     fn default() -> Self {
         Self {
             processing_delay: Duration::ZERO,
@@ -86,14 +87,14 @@ impl Default for ServiceConfig {
 /// The service.
 #[derive(Debug, Default)]
 pub struct Payments {
-    cfg: ServiceConfig,
+    cfg: ServiceSettings,
     /// Server streams that ended because the client went away.
     pub cancelled_streams: Arc<AtomicU64>,
 }
 
 impl Payments {
     /// A service with `cfg`.
-    pub fn new(cfg: ServiceConfig) -> Self {
+    pub fn new(cfg: ServiceSettings) -> Self {
         Self { cfg, cancelled_streams: Arc::default() }
     }
 }
@@ -342,32 +343,40 @@ pub async fn serve(
 
 // ANCHOR: retry
 /// Calls `f` until it succeeds or fails with something other than `UNAVAILABLE`, at most
-/// `attempts` times, with exponential backoff. Only `UNAVAILABLE` is retried: it means the
-/// request did not reach a server, so repeating it cannot apply it twice.
-pub async fn retry_unavailable<T, F, Fut>(attempts: u32, first_delay: Duration, mut f: F) -> Result<T, Status>
+/// `attempts` times, with exponential backoff from `first_delay` up to 5 s (backon). Only
+/// `UNAVAILABLE` is retried: it means the request did not reach a server, so repeating it cannot
+/// apply it twice.
+pub async fn retry_unavailable<T, F, Fut>(attempts: u32, first_delay: Duration, f: F) -> Result<T, Status>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Status>>,
 {
-    let mut delay = first_delay;
-    let mut attempt = 1;
-    loop {
-        match f().await {
-            Err(s) if s.code() == tonic::Code::Unavailable && attempt < attempts => {
-                tracing::info!(attempt, ?delay, "UNAVAILABLE; retrying");
-                tokio::time::sleep(delay).await;
-                delay = delay.saturating_mul(2).min(Duration::from_secs(5));
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
+    let backoff = ExponentialBuilder::new()
+        .with_min_delay(first_delay)
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(attempts.saturating_sub(1) as usize);
+    f.retry(backoff)
+        .when(|s: &Status| s.code() == tonic::Code::Unavailable)
+        .notify(|_, delay| tracing::info!(?delay, "UNAVAILABLE; retrying"))
+        .await
 }
 // ANCHOR_END: retry
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn unavailable_is_retried_at_most_attempts_times_in_all() {
+        let mut calls = 0;
+        let status = retry_unavailable(3, Duration::from_millis(1), || {
+            calls += 1;
+            async { Err::<(), _>(Status::unavailable("no server")) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!((status.code(), calls), (tonic::Code::Unavailable, 3));
+    }
     use opentelemetry::trace::TraceContextExt as _;
 
     #[test]

@@ -6,7 +6,7 @@ use cruncan_shutdown::Shutdown;
 use grpc::pb::payments_service_client::PaymentsServiceClient;
 use grpc::pb::{LedgerRequest, TransactionRequest};
 use grpc::tls::{client_tls, dev_pki};
-use grpc::{Payments, ServiceConfig, client_interceptor, retry_unavailable, serve};
+use grpc::{Payments, ServiceSettings, client_interceptor, retry_unavailable, serve};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
@@ -19,7 +19,7 @@ struct Server {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-async fn start(cfg: ServiceConfig) -> Server {
+async fn start(cfg: ServiceSettings) -> Server {
     let pki = dev_pki().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -63,7 +63,7 @@ fn tx(id: &str, source: &str, target: &str, amount: i64, interest: i64) -> Trans
 
 #[tokio::test]
 async fn unary_transfer_and_request_id_round_trip() {
-    let s = start(ServiceConfig::default()).await;
+    let s = start(ServiceSettings::default()).await;
     let mut c = client(&s).await;
     let mut req = tonic::Request::new(tx("t-1", "acc-a", "acc-b", 10_000, 250));
     req.metadata_mut().insert("x-request-id", "req-42".parse().unwrap());
@@ -77,7 +77,7 @@ async fn unary_transfer_and_request_id_round_trip() {
 
 #[tokio::test]
 async fn invalid_transfers_are_invalid_argument_naming_the_problem() {
-    let s = start(ServiceConfig::default()).await;
+    let s = start(ServiceSettings::default()).await;
     let mut c = client(&s).await;
     let cases = [
         (tx("", "a", "b", 1, 0), "id"),
@@ -97,7 +97,7 @@ async fn invalid_transfers_are_invalid_argument_naming_the_problem() {
 
 #[tokio::test]
 async fn server_streaming_in_order_and_a_cancelled_stream_stops_the_producer() {
-    let s = start(ServiceConfig::default()).await;
+    let s = start(ServiceSettings::default()).await;
     let mut c = client(&s).await;
     let mut stream =
         c.ledger(LedgerRequest { account_id: "acc-a".into(), count: 10 }).await.unwrap().into_inner();
@@ -125,7 +125,7 @@ async fn server_streaming_in_order_and_a_cancelled_stream_stops_the_producer() {
 
 #[tokio::test]
 async fn client_streaming_batch_gets_one_summary() {
-    let s = start(ServiceConfig::default()).await;
+    let s = start(ServiceSettings::default()).await;
     let mut c = client(&s).await;
     let batch = vec![
         tx("b1", "a", "b", 100, 1),
@@ -141,7 +141,7 @@ async fn client_streaming_batch_gets_one_summary() {
 
 #[tokio::test]
 async fn bidirectional_running_balance() {
-    let s = start(ServiceConfig::default()).await;
+    let s = start(ServiceSettings::default()).await;
     let mut c = client(&s).await;
     let (tx_in, rx_in) = tokio::sync::mpsc::channel(4);
     let mut replies =
@@ -159,7 +159,7 @@ async fn bidirectional_running_balance() {
 
 #[tokio::test]
 async fn health_reports_serving() {
-    let s = start(ServiceConfig::default()).await;
+    let s = start(ServiceSettings::default()).await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel(&s).await);
     let resp = health
         .check(tonic_health::pb::HealthCheckRequest { service: "cruncan.payments.v1.PaymentsService".into() })
@@ -171,8 +171,9 @@ async fn health_reports_serving() {
 
 #[tokio::test]
 async fn a_client_deadline_ends_a_slow_call() {
-    let s = start(ServiceConfig { processing_delay: Duration::from_millis(800), ..ServiceConfig::default() })
-        .await;
+    let s =
+        start(ServiceSettings { processing_delay: Duration::from_millis(800), ..ServiceSettings::default() })
+            .await;
     let mut c = client(&s).await;
     let mut req = tonic::Request::new(tx("slow", "a", "b", 1, 0));
     req.set_timeout(Duration::from_millis(100));
@@ -224,7 +225,7 @@ async fn unavailable_is_retried_until_the_server_is_up() {
 
 #[tokio::test]
 async fn tls_is_required_and_the_ca_must_be_trusted() {
-    let s = start(ServiceConfig::default()).await;
+    let s = start(ServiceSettings::default()).await;
     let plain = Endpoint::from_shared(format!("http://127.0.0.1:{}", s.port)).unwrap().connect().await;
     if let Ok(ch) = plain {
         let err = PaymentsServiceClient::new(ch).do_transaction(tx("p", "a", "b", 1, 0)).await.unwrap_err();
@@ -242,8 +243,9 @@ async fn tls_is_required_and_the_ca_must_be_trusted() {
 
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_call_finish() {
-    let s = start(ServiceConfig { processing_delay: Duration::from_millis(400), ..ServiceConfig::default() })
-        .await;
+    let s =
+        start(ServiceSettings { processing_delay: Duration::from_millis(400), ..ServiceSettings::default() })
+            .await;
     let mut c = client(&s).await;
     let call = tokio::spawn(async move { c.do_transaction(tx("late", "a", "b", 7, 0)).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -259,7 +261,7 @@ async fn reflection_lists_the_services() {
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let s = start(ServiceConfig::default()).await;
+    let s = start(ServiceSettings::default()).await;
     let mut reflection = ServerReflectionClient::new(channel(&s).await);
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -278,7 +280,7 @@ async fn reflection_lists_the_services() {
 
 #[tokio::test]
 async fn a_ten_megabyte_request_is_resource_exhausted() {
-    let s = start(ServiceConfig::default()).await;
+    let s = start(ServiceSettings::default()).await;
     let mut c = client(&s).await;
     let huge = tx(&"x".repeat(10 * 1024 * 1024), "a", "b", 1, 0);
     let status = c.do_transaction(huge).await.unwrap_err();
@@ -290,7 +292,8 @@ async fn a_ten_megabyte_request_is_resource_exhausted() {
 
 #[tokio::test]
 async fn an_oversize_message_in_a_client_stream_is_resource_exhausted() {
-    let s = start(ServiceConfig { max_decoding_message_size: 64 * 1024, ..ServiceConfig::default() }).await;
+    let s =
+        start(ServiceSettings { max_decoding_message_size: 64 * 1024, ..ServiceSettings::default() }).await;
     let mut c = client(&s).await;
     let batch = vec![tx("small", "a", "b", 1, 0), tx(&"y".repeat(100 * 1024), "a", "b", 1, 0)];
     let status = c.upload_batch(tokio_stream::iter(batch)).await.unwrap_err();
@@ -305,7 +308,8 @@ fn rejected_batch(n: usize) -> Vec<TransactionRequest> {
 
 #[tokio::test]
 async fn an_oversize_response_is_resource_exhausted() {
-    let s = start(ServiceConfig { max_encoding_message_size: 4 * 1024, ..ServiceConfig::default() }).await;
+    let s =
+        start(ServiceSettings { max_encoding_message_size: 4 * 1024, ..ServiceSettings::default() }).await;
     let mut c = client(&s).await;
     // Under the limit: fine.
     assert_eq!(
@@ -319,7 +323,7 @@ async fn an_oversize_response_is_resource_exhausted() {
 
 #[tokio::test]
 async fn a_client_limit_is_out_of_range_in_tonic_and_the_helper_maps_it() {
-    let s = start(ServiceConfig::default()).await;
+    let s = start(ServiceSettings::default()).await;
     let mut c = client(&s).await.max_decoding_message_size(1024);
     let status = c.upload_batch(tokio_stream::iter(rejected_batch(100))).await.unwrap_err();
     // The client's own decoder refuses the reply: tonic says OUT_OF_RANGE on this side too.
@@ -332,7 +336,7 @@ async fn a_client_limit_is_out_of_range_in_tonic_and_the_helper_maps_it() {
 #[tokio::test]
 async fn shutdown_with_an_open_server_stream_ends_it_after_the_drain_timeout() {
     let drain = Duration::from_millis(500);
-    let s = start(ServiceConfig { drain_timeout: drain, ..ServiceConfig::default() }).await;
+    let s = start(ServiceSettings { drain_timeout: drain, ..ServiceSettings::default() }).await;
     let mut c = client(&s).await;
     // A client that reads slowly with a long deadline: without a bounded drain, the stop would
     // wait for it for a minute.
@@ -371,10 +375,10 @@ async fn shutdown_with_an_open_server_stream_ends_it_after_the_drain_timeout() {
 
 #[tokio::test]
 async fn a_unary_call_longer_than_the_drain_is_cut_with_unavailable() {
-    let s = start(ServiceConfig {
+    let s = start(ServiceSettings {
         processing_delay: Duration::from_secs(60),
         drain_timeout: Duration::from_millis(300),
-        ..ServiceConfig::default()
+        ..ServiceSettings::default()
     })
     .await;
     let mut c = client(&s).await;
@@ -388,7 +392,7 @@ async fn a_unary_call_longer_than_the_drain_is_cut_with_unavailable() {
 
 #[tokio::test]
 async fn a_client_send_limit_is_internal_in_tonic_so_the_client_checks_first() {
-    let s = start(ServiceConfig::default()).await;
+    let s = start(ServiceSettings::default()).await;
     let mut c = client(&s).await.max_encoding_message_size(1024);
     let big = tx(&"z".repeat(2048), "a", "b", 1, 0);
     // What tonic 0.14 does with a request over the client's own send limit: nothing names the size.

@@ -7,7 +7,7 @@ mod common;
 
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use jwt::{Auth, AuthConfig, Claims, Jwks, Policy};
+use jwt::{Auth, AuthSettings, Claims, Jwks, Policy};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
         jwks: Arc::new(
             Jwks::new(
                 reqwest::Client::new(),
-                AuthConfig {
+                AuthSettings {
                     jwks_url,
                     issuer: common::ISS.into(),
                     audience: common::AUD.into(),

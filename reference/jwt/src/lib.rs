@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 /// Verifier settings.
 #[derive(Debug, Clone)]
-pub struct AuthConfig {
+pub struct AuthSettings {
     /// The issuer's JWKS document.
     pub jwks_url: String,
     /// Expected `iss`.
@@ -119,7 +119,7 @@ struct KeySet {
 /// unknown `kid`) happen one at a time and at most once per `min_refetch_interval`.
 pub struct Jwks {
     http: reqwest::Client,
-    cfg: AuthConfig,
+    cfg: AuthSettings,
     max_stale: Duration,
     set: RwLock<Option<Arc<KeySet>>>,
     /// When the last fetch was attempted; held while fetching.
@@ -130,7 +130,7 @@ pub struct Jwks {
 
 impl Jwks {
     /// A cache over `cfg.jwks_url`, serving stale keys for up to [`DEFAULT_MAX_STALE`].
-    pub fn new(http: reqwest::Client, cfg: AuthConfig) -> Self {
+    pub fn new(http: reqwest::Client, cfg: AuthSettings) -> Self {
         let meter = opentelemetry::global::meter("jwt");
         Self {
             http,

@@ -11,15 +11,15 @@ use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use common::*;
-use jwt::{Auth, AuthConfig, Claims, Jwks, Policy};
+use jwt::{Auth, AuthSettings, Claims, Jwks, Policy};
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt as _;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-fn config(server: &MockServer, keys_ttl: Duration, min_refetch: Duration) -> AuthConfig {
-    AuthConfig {
+fn config(server: &MockServer, keys_ttl: Duration, min_refetch: Duration) -> AuthSettings {
+    AuthSettings {
         jwks_url: format!("{}/.well-known/jwks.json", server.uri()),
         issuer: ISS.into(),
         audience: AUD.into(),

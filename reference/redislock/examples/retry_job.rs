@@ -7,7 +7,7 @@
 //! `make up`.
 
 use clap::Parser;
-use redislock::{JobConfig, RetryJob, RetryPolicy};
+use redislock::{JobSettings, RetryJob, RetryPolicy};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     let downstream = format!("http://{}/retry", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let cfg = JobConfig {
+    let cfg = JobSettings {
         lock_prefix: format!("retry-demo:{}:", db.name),
         lock_ttl: Duration::from_secs(10),
         downstream_url: downstream,

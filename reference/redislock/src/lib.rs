@@ -26,7 +26,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Job settings.
 #[derive(Debug, Clone)]
-pub struct JobConfig {
+pub struct JobSettings {
     /// Lock names are `<lock_prefix><row id>`.
     pub lock_prefix: String,
     /// How long a lock lives if its holder dies; must exceed the downstream timeout comfortably.
@@ -69,7 +69,7 @@ pub struct RetryJob {
     pool: PgPool,
     locks: LockManager,
     http: reqwest::Client,
-    cfg: JobConfig,
+    cfg: JobSettings,
 }
 
 impl std::fmt::Debug for RetryJob {
@@ -80,7 +80,7 @@ impl std::fmt::Debug for RetryJob {
 
 impl RetryJob {
     /// A replica over `pool`, locking on the Redis servers `redis_urls`.
-    pub fn new(pool: PgPool, redis_urls: Vec<String>, cfg: JobConfig) -> anyhow::Result<Self> {
+    pub fn new(pool: PgPool, redis_urls: Vec<String>, cfg: JobSettings) -> anyhow::Result<Self> {
         // A row claimed in one round must not be due again in the next one of another replica.
         anyhow::ensure!(
             cfg.retry.first_backoff >= cfg.interval,

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic: that is its failure report
 
 use cruncan_testkit::unique_name;
-use redislock::{JobConfig, RetryJob, RetryPolicy, Round};
+use redislock::{JobSettings, RetryJob, RetryPolicy, Round};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use wiremock::matchers::{method, path};
@@ -25,8 +25,8 @@ async fn seeded(rows: i64) -> sqlx::PgPool {
     pool
 }
 
-fn config(server: &MockServer, prefix: &str, ttl: Duration) -> JobConfig {
-    JobConfig {
+fn config(server: &MockServer, prefix: &str, ttl: Duration) -> JobSettings {
+    JobSettings {
         lock_prefix: prefix.to_owned(),
         lock_ttl: ttl,
         downstream_url: format!("{}/retry", server.uri()),
@@ -137,7 +137,7 @@ async fn a_failed_retry_stays_failed_with_its_error() {
     assert!(error.unwrap().contains("502"));
 }
 
-fn replicas(pool: &sqlx::PgPool, cfg: &JobConfig) -> Vec<RetryJob> {
+fn replicas(pool: &sqlx::PgPool, cfg: &JobSettings) -> Vec<RetryJob> {
     (0..3).map(|_| RetryJob::new(pool.clone(), vec![redis_url()], cfg.clone()).unwrap()).collect()
 }
 

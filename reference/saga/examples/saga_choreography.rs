@@ -38,11 +38,11 @@ async fn main() -> anyhow::Result<()> {
         participants: None,
     };
     let settings = saga::Settings::load(&cli)?;
-    let telemetry = cruncan_telemetry::TelemetryConfig {
+    let telemetry = cruncan_telemetry::TelemetrySettings {
         log_filter: "warn".into(),
-        ..cruncan_telemetry::TelemetryConfig::new("saga-choreography", env!("CARGO_PKG_VERSION"))
+        ..cruncan_telemetry::TelemetrySettings::new("saga-choreography", env!("CARGO_PKG_VERSION"))
     };
-    cruncan_telemetry::run_service(telemetry, |signals| async move {
+    cruncan_service::run(telemetry, |signals| async move {
         cruncan_db::ensure_database(&settings.database).await?;
         let pool = settings.database.lazy_pool();
         cruncan_db::migrate(&saga::MIGRATOR, &pool, Duration::from_secs(30)).await?;

@@ -4,17 +4,17 @@
 //! (start them with `cargo run --example saga_participant -- --name orders`, and so on).
 
 use clap::Parser as _;
-use cruncan_telemetry::TelemetryConfig;
+use cruncan_telemetry::TelemetrySettings;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = saga::config::Cli::parse();
     let settings = saga::Settings::load(&cli)?;
-    let telemetry = TelemetryConfig {
+    let telemetry = TelemetrySettings {
         log_filter: settings.telemetry.log_filter.clone(),
-        ..TelemetryConfig::new("saga-orchestrator", env!("CARGO_PKG_VERSION"))
+        ..TelemetrySettings::new("saga-orchestrator", env!("CARGO_PKG_VERSION"))
     };
-    cruncan_telemetry::run_service(telemetry, |shutdown| async move {
+    cruncan_service::run(telemetry, |shutdown| async move {
         saga::build(settings).await?.run_until_stopped(shutdown).await
     })
     .await

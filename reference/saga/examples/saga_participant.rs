@@ -4,7 +4,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use cruncan_telemetry::TelemetryConfig;
+use cruncan_telemetry::TelemetrySettings;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,25 +39,22 @@ async fn main() -> anyhow::Result<()> {
         _ => 8404,
     });
     let service = format!("saga-{}", args.name);
-    cruncan_telemetry::run_service(
-        TelemetryConfig::new(service, env!("CARGO_PKG_VERSION")),
-        |shutdown| async move {
-            if settings.database.create_if_missing {
-                cruncan_db::ensure_database(&settings.database).await?;
-            }
-            let pool = settings.database.lazy_pool();
-            cruncan_db::migrate(&saga::MIGRATOR, &pool, Duration::from_secs(30)).await?;
-            let participant = saga::participants::by_name(&args.name, pool.clone())
-                .with_context(|| format!("no participant named {}", args.name))?;
-            let ready: cruncan_http::ReadinessCheck = Arc::new(move || {
-                let pool = pool.clone();
-                Box::pin(async move { cruncan_db::ping(&pool, Duration::from_secs(1)).await })
-            });
-            let router = saga::participants::http::router(participant, ready);
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-            tracing::info!(name = %args.name, addr = %listener.local_addr()?, "participant listening");
-            cruncan_http::serve(listener, router, shutdown).await
-        },
-    )
+    cruncan_service::run(TelemetrySettings::new(service, env!("CARGO_PKG_VERSION")), |shutdown| async move {
+        if settings.database.create_if_missing {
+            cruncan_db::ensure_database(&settings.database).await?;
+        }
+        let pool = settings.database.lazy_pool();
+        cruncan_db::migrate(&saga::MIGRATOR, &pool, Duration::from_secs(30)).await?;
+        let participant = saga::participants::by_name(&args.name, pool.clone())
+            .with_context(|| format!("no participant named {}", args.name))?;
+        let ready: cruncan_http::ReadinessCheck = Arc::new(move || {
+            let pool = pool.clone();
+            Box::pin(async move { cruncan_db::ping(&pool, Duration::from_secs(1)).await })
+        });
+        let router = saga::participants::http::router(participant, ready);
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        tracing::info!(name = %args.name, addr = %listener.local_addr()?, "participant listening");
+        cruncan_http::serve(listener, router, shutdown).await
+    })
     .await
 }

@@ -8,18 +8,18 @@ mod jwtkeys;
 
 use clap::Parser as _;
 use cruncan_shutdown::Shutdown;
-use cruncan_telemetry::TelemetryConfig;
+use cruncan_telemetry::TelemetrySettings;
 use serde_json::{Value, json};
 use services::{App, Cli, Settings, app};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load(&Cli::parse())?;
-    let telemetry = TelemetryConfig {
+    let telemetry = TelemetrySettings {
         log_filter: "warn,services=info".into(),
-        ..TelemetryConfig::new("services", env!("CARGO_PKG_VERSION"))
+        ..TelemetrySettings::new("services", env!("CARGO_PKG_VERSION"))
     };
-    cruncan_telemetry::run_service(telemetry, |shutdown| run(settings, shutdown)).await
+    cruncan_service::run(telemetry, |shutdown| run(settings, shutdown)).await
 }
 
 async fn run(s: Settings, shutdown: Shutdown) -> anyhow::Result<()> {

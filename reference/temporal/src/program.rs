@@ -7,7 +7,7 @@ use crate::connect::{TemporalSettings, connect};
 use crate::saga::activities::CrashPoint;
 use crate::worker::{TASK_QUEUE, WorkerSettings, run_worker};
 use clap::Parser;
-use cruncan_telemetry::TelemetryConfig;
+use cruncan_telemetry::TelemetrySettings;
 use std::time::Duration;
 
 /// The worker's flags.
@@ -41,8 +41,8 @@ fn parse_crash_point(name: &str) -> Result<CrashPoint, String> {
 
 /// Runs the worker process until SIGINT or SIGTERM.
 pub async fn main(args: WorkerArgs) -> anyhow::Result<()> {
-    cruncan_telemetry::run_service(
-        TelemetryConfig::new("coffee-worker", env!("CARGO_PKG_VERSION")),
+    cruncan_service::run(
+        TelemetrySettings::new("coffee-worker", env!("CARGO_PKG_VERSION")),
         |shutdown| async move {
             let coffee_db = crate::db::settings_for(&args.database)?;
             let saga_db = crate::db::settings_for(&args.saga_database)?;

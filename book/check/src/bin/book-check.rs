@@ -1,4 +1,5 @@
-//! `cargo run -p book-check [BOOK_SRC]`: lists broken includes, exits 1 when there is one.
+//! `cargo run -p book-check [BOOK_SRC]`: lists broken includes and anchors no chapter includes,
+//! exits 1 when there is one.
 
 fn main() -> anyhow::Result<()> {
     let src =
@@ -8,6 +9,12 @@ fn main() -> anyhow::Result<()> {
         eprintln!("{p}");
     }
     anyhow::ensure!(problems.is_empty(), "{} broken include(s)", problems.len());
-    println!("book includes ok");
+    let root = std::path::Path::new(&src).join("../..");
+    let unused = book_check::unused_anchors(&root, std::path::Path::new(&src))?;
+    for u in &unused {
+        eprintln!("{u}");
+    }
+    anyhow::ensure!(unused.is_empty(), "{} anchor(s) included by no chapter", unused.len());
+    println!("book includes ok; every anchor is included");
     Ok(())
 }

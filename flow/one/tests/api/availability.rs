@@ -14,7 +14,7 @@ async fn database_down_gives_503_and_recovers_without_restart() {
     let mut s = settings(&db);
     s.database.host = proxy.addr().ip().to_string();
     s.database.port = proxy.addr().port();
-    s.database.acquire_timeout_ms = 500;
+    s.database.acquire_timeout = Duration::from_millis(500);
     let app = spawn_with(s).await;
     assert_eq!(app.post_one(&valid_body()).await.status(), 201);
     assert_eq!(app.get("/readyz").await.status(), 200);

@@ -1,33 +1,20 @@
 //! `spawn_app()` and friends: the real service on port 0, a fresh database, a unique topic.
 
-use clap::Parser as _;
 use cruncan_db::DatabaseSettings;
 use cruncan_shutdown::Shutdown;
-pub use cruncan_testkit::{brokers, read_topic, unique_name, wait_until};
-use one::{Cli, Settings};
+pub use cruncan_testkit::{brokers, read_topic, wait_until};
+use one::Settings;
 use sqlx::PgPool;
 
 pub fn telemetry() -> &'static cruncan_testkit::TestTelemetry {
     cruncan_testkit::global_telemetry("one")
 }
 
-pub async fn test_database() -> DatabaseSettings {
-    let base = cruncan_db::local_test_settings().unwrap();
-    cruncan_db::create_test_database(&base).await.unwrap()
-}
+pub use flow_bdd::test_database;
 
-/// Settings from the crate's config files, pointed at `db` and a unique topic.
+/// The harness's settings for one (config files, `db`, a unique topic).
 pub fn settings(db: &DatabaseSettings) -> Settings {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
-    let cli = Cli::parse_from(["one", "--config-dir", dir, "--environment", "test", "--port", "0"]);
-    let mut s = Settings::load(&cli).unwrap();
-    s.database = db.clone();
-    s.kafka.brokers = brokers();
-    s.kafka.topic = unique_name("one-test");
-    s.outbox.poll_interval_ms = 500;
-    s.shutdown.lame_duck_ms = 0;
-    s.snowflake.node_id = Some(1);
-    s
+    flow_bdd::one_settings(db)
 }
 
 pub struct TestApp {

@@ -2,7 +2,7 @@
 //! marking.
 
 use crate::helpers::{brokers, read_topic, settings, spawn_with, test_database, valid_body, wait_until};
-use cruncan_kafka::{Producer, ProducerConfig};
+use cruncan_kafka::{Producer, ProducerSettings};
 use cruncan_shutdown::Shutdown;
 use one::outbox::Relay;
 use std::collections::BTreeSet;
@@ -11,8 +11,8 @@ use std::time::Duration;
 /// Settings whose broker address answers nothing: the relay cannot publish.
 fn unreachable_broker(s: &mut one::Settings) {
     s.kafka.brokers = "127.0.0.1:9".into();
-    s.kafka.message_timeout_ms = 2_000;
-    s.outbox.drain_timeout_ms = 500;
+    s.kafka.producer.message_timeout = Duration::from_secs(2);
+    s.outbox.drain_timeout = Duration::from_millis(500);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,7 +53,7 @@ async fn two_relays_on_one_database_never_publish_a_row_twice() {
     let mut s = settings(&test_database().await);
     s.outbox.batch_size = 5;
     let app = spawn_with(s.clone()).await;
-    let producer = Producer::new(&ProducerConfig::new(brokers(), "second-relay")).unwrap();
+    let producer = Producer::new(&brokers(), &ProducerSettings::new("second-relay")).unwrap();
     let second = Relay::new(app.pool.clone(), producer, s.kafka.clone(), s.outbox.clone());
     let stop_second = Shutdown::new();
     let second_task = tokio::spawn(second.run(stop_second.clone()));
@@ -83,7 +83,7 @@ async fn a_relay_killed_after_publishing_republishes_at_most_once_more() {
     app.stop().await; // closes the app's pool
     let pool = db.lazy_pool();
 
-    let producer = Producer::new(&ProducerConfig::new(brokers(), "crashing-relay")).unwrap();
+    let producer = Producer::new(&brokers(), &ProducerSettings::new("crashing-relay")).unwrap();
     let mut kafka = s.kafka.clone();
     kafka.brokers = brokers();
     let relay = Relay::new(pool.clone(), producer, kafka, s.outbox.clone());
@@ -122,10 +122,13 @@ async fn failed_sends_are_recorded_on_their_rows_and_stay_pending() {
     let mut kafka = s.kafka.clone();
     kafka.brokers = brokers();
     cruncan_kafka::ensure_topic(&brokers(), &s.kafka.topic, 1, 1).await.unwrap();
-    let producer = Producer::new(&ProducerConfig {
-        message_timeout_ms: 1_000,
-        ..ProducerConfig::new("127.0.0.1:9", "failing-relay")
-    })
+    let producer = Producer::new(
+        "127.0.0.1:9",
+        &ProducerSettings {
+            message_timeout: Duration::from_secs(1),
+            ..ProducerSettings::new("failing-relay")
+        },
+    )
     .unwrap();
     let relay = Relay::new(pool.clone(), producer, kafka, s.outbox.clone());
     assert!(relay.publish_batch().await.is_err(), "nothing could be published");

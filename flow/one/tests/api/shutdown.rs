@@ -109,7 +109,7 @@ async fn sigterm_during_a_burst_loses_nothing_and_exits_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_sigterm_keep_alive_clients_are_told_to_close_before_the_server_stops() {
     let mut s = crate::helpers::settings(&test_database().await);
-    s.shutdown.lame_duck_ms = 1_500;
+    s.shutdown.lame_duck = Duration::from_millis(1_500);
     let app = crate::helpers::spawn_with(s).await;
     let first = app.post_one(&valid_body()).await;
     assert_eq!(first.status(), 201);

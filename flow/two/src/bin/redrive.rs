@@ -2,7 +2,7 @@
 //! is fixed. `cargo run -p two --bin redrive -- --from one-request-local.dlq --filter reason=permanent`.
 
 use clap::Parser;
-use cruncan_kafka::{Producer, ProducerConfig, RedriveOptions};
+use cruncan_kafka::{Producer, ProducerSettings, RedriveOptions};
 
 #[derive(Debug, Parser)]
 #[command(name = "redrive", about = "Re-publish dead letters to their original topic")]
@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
         dry_run: args.dry_run,
         limit: args.limit,
     };
-    let producer = Producer::new(&ProducerConfig::new(args.brokers, "redrive"))?;
+    let producer = Producer::new(&args.brokers, &ProducerSettings::new("redrive"))?;
     let report = cruncan_kafka::redrive(&opts, &producer).await?;
     producer.flush(std::time::Duration::from_secs(10))?;
     let verb = if opts.dry_run { "would redrive" } else { "redriven" };

@@ -14,7 +14,7 @@ async fn a_redelivered_message_is_processed_once() {
     Mock::given(path("/three")).respond_with(ResponseTemplate::new(200)).expect(1).mount(&three).await;
     let mut s = settings(&token_server, &three).await;
     // Commit nothing in the background: the drop below then loses the offset, as a crash would.
-    s.kafka.extra.insert("enable.auto.commit".into(), "false".into());
+    s.kafka.consumer.extra.insert("enable.auto.commit".into(), "false".into());
 
     let mut first = start(s.clone(), token_server, three).await;
     let id = "00000000000000000666";

@@ -17,12 +17,8 @@ async fn a_message_becomes_exactly_one_post_three_and_its_offset_is_committed() 
 
     let id = "00000000000000000001";
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    two.publish(
-        id,
-        &crate::helpers::event_bytes(id, "summarise this"),
-        &[("traceparent".into(), traceparent.into())],
-    )
-    .await;
+    two.publish(id, &crate::helpers::event_bytes(id, "summarise this"), &[("traceparent", traceparent)])
+        .await;
 
     let calls = wait_calls(&two.three, "/three", 1, Duration::from_secs(30)).await;
     let call = &calls[0];
@@ -43,7 +39,7 @@ async fn a_message_becomes_exactly_one_post_three_and_its_offset_is_committed() 
     );
 
     // Offsets are committed after the message is finished.
-    let (group, topic) = (two.settings.kafka.group_id.clone(), two.settings.kafka.topic.clone());
+    let (group, topic) = (two.settings.kafka.consumer.group_id.clone(), two.settings.kafka.topic.clone());
     wait_until(Duration::from_secs(15), "offset 1 committed", || {
         let (g, t) = (group.clone(), topic.clone());
         async move { tokio::task::spawn_blocking(move || committed_offset(&g, &t, 0)).await.unwrap() == Some(1) }

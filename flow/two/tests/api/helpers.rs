@@ -1,13 +1,12 @@
 //! `spawn_two()`: the real consumer with wiremock for the outside world.
 
 use chrono::Utc;
-use clap::Parser as _;
-use cruncan_kafka::{Producer, ProducerConfig};
+use cruncan_kafka::{Headers, Producer, ProducerSettings};
 use cruncan_model::{DataEntry, OneRequestEvent};
 use cruncan_shutdown::Shutdown;
 pub use cruncan_testkit::{brokers, committed_offset, read_topic, unique_name, wait_until};
 use std::time::Duration;
-use two::{Cli, Settings};
+use two::Settings;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -15,7 +14,7 @@ pub fn telemetry() -> &'static cruncan_testkit::TestTelemetry {
     cruncan_testkit::global_telemetry("two")
 }
 
-pub const SECRET: &str = "s3cr3t-client-secret";
+pub use flow_bdd::CLIENT_SECRET as SECRET;
 
 pub struct TestTwo {
     pub settings: Settings,
@@ -27,26 +26,10 @@ pub struct TestTwo {
     pub admin: std::net::SocketAddr,
 }
 
-/// Settings pointing at a fresh database, a unique topic and group, and the two mock servers.
+/// The harness's settings for two: a fresh database, a unique topic and group, the two mock
+/// servers.
 pub async fn settings(token_server: &MockServer, three: &MockServer) -> Settings {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
-    let cli = Cli::parse_from(["two", "--config-dir", dir, "--environment", "test", "--admin-port", "0"]);
-    let mut s = Settings::load(&cli).unwrap();
-    let base = cruncan_db::local_test_settings().unwrap();
-    s.database = cruncan_db::create_test_database(&base).await.unwrap();
-    s.kafka.brokers = brokers();
-    s.kafka.topic = unique_name("two-test");
-    s.kafka.group_id = unique_name("two-group");
-    s.kafka.partitions = 1;
-    s.kafka.backoff_initial_ms = 20;
-    s.kafka.backoff_max_ms = 200;
-    s.kafka.max_attempts = 4;
-    s.kafka.drain_timeout_ms = 5_000;
-    s.token.url = token_server.uri();
-    s.token.client_secret = SECRET.into();
-    s.three.url = three.uri();
-    s.three.timeout_ms = 1_000;
-    s
+    flow_bdd::two_settings(&flow_bdd::test_database().await, &token_server.uri(), &three.uri())
 }
 
 /// Mock servers, settings (adjusted by `customize`), and the running service.
@@ -64,7 +47,7 @@ pub async fn start(settings: Settings, token_server: MockServer, three: MockServ
     let admin = app.admin_addr().unwrap();
     let shutdown = Shutdown::new();
     let handle = Some(tokio::spawn(app.run_until_stopped(shutdown.clone())));
-    let producer = Producer::new(&ProducerConfig::new(brokers(), "two-test-producer")).unwrap();
+    let producer = Producer::new(&brokers(), &ProducerSettings::new("two-test-producer")).unwrap();
     TestTwo { settings, shutdown, handle, token_server, three, producer, admin }
 }
 
@@ -74,8 +57,9 @@ impl TestTwo {
         self.publish(request_id, &event_bytes(request_id, "summarise this"), &[]).await;
     }
 
-    pub async fn publish(&self, key: &str, payload: &[u8], headers: &[(String, Vec<u8>)]) {
-        self.producer.send(&self.settings.kafka.topic, key.as_bytes(), payload, headers).await.unwrap();
+    pub async fn publish(&self, key: &str, payload: &[u8], headers: &[(&str, &str)]) {
+        let headers: Headers = headers.iter().map(|(k, v)| (*k, *v)).collect();
+        self.producer.send(&self.settings.kafka.topic, key.as_bytes(), payload, &headers).await.unwrap();
     }
 
     pub async fn stop(mut self) {
@@ -84,19 +68,11 @@ impl TestTwo {
     }
 
     pub fn dlq(&self) -> String {
-        format!("{}{}", self.settings.kafka.topic, self.settings.kafka.dead_letter_suffix)
+        self.settings.kafka.consumer.dead_letter_topic(&self.settings.kafka.topic)
     }
 
     pub async fn processed(&self, request_id: &str) -> bool {
-        let pool = self.settings.database.lazy_pool();
-        let found: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM processed_request WHERE request_id = $1)")
-                .bind(request_id)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        pool.close().await;
-        found
+        flow_bdd::delivered(&self.settings, request_id).await
     }
 }
 

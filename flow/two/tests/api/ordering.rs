@@ -9,7 +9,7 @@ use wiremock::{Mock, ResponseTemplate};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_key_in_order_other_keys_in_parallel() {
-    let two = spawn_two(|s| s.kafka.concurrency = 16).await;
+    let two = spawn_two(|s| s.kafka.consumer.concurrency = 16).await;
     let topic = two.settings.kafka.topic.clone();
     // Two keys that land in different lanes (the lane is a hash of partition and key).
     let lane = |k: &str| lane_for(&topic, 0, Some(k.as_bytes()), 16);

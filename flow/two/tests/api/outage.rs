@@ -46,9 +46,9 @@ fn switchable_three(down: Arc<AtomicBool>, calls: Arc<Mutex<HashMap<String, (u32
 }
 
 fn breaker_for_tests(s: &mut two::Settings) {
-    s.kafka.breaker_failure_threshold = 6; // above max_attempts (4): one bad message alone still dead-letters
-    s.kafka.breaker_probe_initial_ms = 100;
-    s.kafka.breaker_probe_max_ms = 400;
+    s.kafka.consumer.breaker.failure_threshold = 6; // above max_attempts (4): one bad message alone still dead-letters
+    s.kafka.consumer.breaker.probe_initial = Duration::from_millis(100);
+    s.kafka.consumer.breaker.probe_max = Duration::from_millis(400);
 }
 
 // ANCHOR: outage_test
@@ -162,8 +162,8 @@ async fn its_own_database_down_pauses_consumption_and_dead_letters_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_zero_does_not_shorten_the_backoff() {
     let two = spawn_two(|s| {
-        s.kafka.backoff_initial_ms = 200;
-        s.kafka.backoff_max_ms = 200;
+        s.kafka.consumer.backoff_initial = Duration::from_millis(200);
+        s.kafka.consumer.backoff_max = Duration::from_millis(200);
     })
     .await;
     mount_token(&two.token_server, "tok", 1).await;

@@ -2,7 +2,7 @@
 //! third party is fixed, delivered once, and a second redrive delivers nothing twice.
 
 use crate::helpers::{brokers, mount_token, read_topic, spawn_two, unique_name, wait_until};
-use cruncan_kafka::{Producer, ProducerConfig, RedriveOptions, redrive};
+use cruncan_kafka::{Producer, ProducerSettings, RedriveOptions, redrive};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,7 +46,7 @@ async fn dead_letters_are_redriven_after_the_fix_and_delivered_once() {
         limit: None,
         group_id: unique_name("redrive"),
     };
-    let producer = Producer::new(&ProducerConfig::new(brokers(), "redrive-test")).unwrap();
+    let producer = Producer::new(&brokers(), &ProducerSettings::new("redrive-test")).unwrap();
     let dry = redrive(&RedriveOptions { dry_run: true, ..opts.clone() }, &producer).await.unwrap();
     assert_eq!((dry.read, dry.redriven), (ids.len(), ids.len()), "a dry run reports and publishes nothing");
     let first = redrive(&opts, &producer).await.unwrap();

@@ -60,7 +60,7 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_is_retried() {
-    let two = spawn_two(|s| s.three.timeout_ms = 300).await;
+    let two = spawn_two(|s| s.three.timeout = Duration::from_millis(300)).await;
     mount_token(&two.token_server, "tok", 1).await;
     Mock::given(path("/three"))
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(2)))
@@ -99,7 +99,7 @@ async fn a_400_is_permanent_dead_lettered_with_reasons_and_not_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_retries_are_dead_lettered() {
-    let two = spawn_two(|s| s.kafka.max_attempts = 3).await;
+    let two = spawn_two(|s| s.kafka.consumer.max_attempts = 3).await;
     mount_token(&two.token_server, "tok", 1).await;
     Mock::given(path("/three")).respond_with(ResponseTemplate::new(502)).expect(3).mount(&two.three).await;
     two.publish_event("00000000000000000502").await;

@@ -1,7 +1,7 @@
 //! SIGTERM to the real binary while messages are in flight.
 
 use crate::helpers::{SECRET, committed_offset, event_bytes, mount_token, settings, wait_calls};
-use cruncan_kafka::{Producer, ProducerConfig};
+use cruncan_kafka::{Headers, Producer, ProducerSettings};
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -20,16 +20,23 @@ async fn sigterm_finishes_in_flight_messages_commits_and_exits_zero() {
         .await;
     let s = settings(&token_server, &three).await;
     cruncan_kafka::ensure_topic(&s.kafka.brokers, &s.kafka.topic, 1, 1).await.unwrap();
-    let producer = Producer::new(&ProducerConfig::new(s.kafka.brokers.clone(), "sigterm-test")).unwrap();
+    let producer = Producer::new(&s.kafka.brokers, &ProducerSettings::new("sigterm-test")).unwrap();
     for i in 0..3 {
         let id = format!("{:020}", 900 + i);
-        producer.send(&s.kafka.topic, id.as_bytes(), &event_bytes(&id, "p"), &[]).await.unwrap();
+        producer.send(&s.kafka.topic, id.as_bytes(), &event_bytes(&id, "p"), &Headers::new()).await.unwrap();
     }
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_two"))
         .args(["--config-dir", concat!(env!("CARGO_MANIFEST_DIR"), "/config"), "--environment", "test"])
         .args(["--admin-port", "0", "--brokers", &s.kafka.brokers, "--topic", &s.kafka.topic])
-        .args(["--group-id", &s.kafka.group_id, "--token-url", &s.token.url, "--three-url", &s.three.url])
+        .args([
+            "--group-id",
+            &s.kafka.consumer.group_id,
+            "--token-url",
+            &s.token.url,
+            "--three-url",
+            &s.three.url,
+        ])
         .env("APP_DATABASE__NAME", &s.database.name)
         .env("APP_DATABASE__HOST", &s.database.host)
         .env("APP_DATABASE__PORT", s.database.port.to_string())
@@ -53,7 +60,7 @@ async fn sigterm_finishes_in_flight_messages_commits_and_exits_zero() {
 
     let delivered = logs.iter().filter(|l| l.contains("request delivered to the third party")).count();
     assert_eq!(delivered, 3, "in-flight messages finished:\n{}", logs.join("\n"));
-    let (g, t) = (s.kafka.group_id.clone(), s.kafka.topic.clone());
+    let (g, t) = (s.kafka.consumer.group_id.clone(), s.kafka.topic.clone());
     let committed = tokio::task::spawn_blocking(move || committed_offset(&g, &t, 0)).await.unwrap();
     assert_eq!(committed, Some(3), "offsets committed on the way out");
     let all = logs.join("\n");

@@ -10,11 +10,11 @@
 
 use super::events::Envelope;
 use anyhow::Context as _;
+use cruncan_kafka::Headers;
 use cruncan_kafka::Producer;
 use cruncan_shutdown::Shutdown;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -51,12 +51,9 @@ pub async fn enqueue(
     topic: &str,
     envelope: &Envelope,
 ) -> anyhow::Result<()> {
-    let mut headers: BTreeMap<String, String> = cruncan_kafka::trace_headers()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-        .collect();
-    headers.insert(CORRELATION_ID.into(), envelope.correlation_id.to_string());
-    headers.insert(EVENT_TYPE.into(), envelope.event.name().into());
+    let mut headers = Headers::current_trace();
+    headers.set(CORRELATION_ID, envelope.correlation_id.to_string());
+    headers.set(EVENT_TYPE, envelope.event.name());
     sqlx::query(sql(
         "INSERT INTO {schema}.outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)",
         schema,
@@ -78,7 +75,7 @@ struct Row {
     topic: String,
     key: String,
     payload: Vec<u8>,
-    headers: Json<BTreeMap<String, String>>,
+    headers: Json<Headers>,
 }
 
 /// Publishes one participant's outbox.
@@ -167,9 +164,8 @@ impl Relay {
 
     /// One row to Kafka, in a producer span continuing the trace of the transaction that wrote it.
     async fn publish(&self, row: &Row) -> anyhow::Result<()> {
-        let headers: Vec<(String, Vec<u8>)> =
-            row.headers.0.iter().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect();
-        let event = row.headers.0.get(EVENT_TYPE).cloned().unwrap_or_default();
+        let headers = &row.headers.0;
+        let event = headers.get_str(EVENT_TYPE).unwrap_or_default().to_owned();
         let span = tracing::info_span!(
             "publish",
             otel.name = format!("publish {event}"),
@@ -178,10 +174,9 @@ impl Relay {
             messaging.destination.name = %row.topic,
             correlation_id = %row.key,
         );
-        let _ = span
-            .set_parent(cruncan_telemetry::extract_context(&cruncan_kafka::KafkaHeaderExtractor(&headers)));
+        let _ = span.set_parent(cruncan_telemetry::extract_context(headers));
         self.producer
-            .send(&row.topic, row.key.as_bytes(), &row.payload, &headers)
+            .send(&row.topic, row.key.as_bytes(), &row.payload, headers)
             .instrument(span)
             .await
             .map(drop)

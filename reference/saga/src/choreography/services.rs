@@ -7,7 +7,7 @@ use super::outbox::{self, OutboxWaker, Relay};
 use crate::domain::{NewOrder, OrderSaga, Step};
 use crate::participants::{Inventory, LocalStep, Orders, Payments, Shipping, ledger};
 use anyhow::Context as _;
-use cruncan_kafka::{Consumer, ConsumerConfig, Handler, HandlerError, Message, Producer, ProducerConfig};
+use cruncan_kafka::{Consumer, ConsumerSettings, Handler, HandlerError, Message, Producer, ProducerSettings};
 use cruncan_shutdown::Shutdown;
 use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
@@ -220,7 +220,7 @@ pub struct Choreography {
 impl Choreography {
     /// The choreography over `pool` (migrated with [`crate::MIGRATOR`]).
     pub fn new(pool: PgPool, cfg: ChoreographyConfig) -> anyhow::Result<Self> {
-        let producer = Producer::new(&ProducerConfig::new(cfg.brokers.clone(), "saga-choreography"))?;
+        let producer = Producer::new(&cfg.brokers, &ProducerSettings::new("saga-choreography"))?;
         let locals = Arc::new(Locals {
             orders: Orders::new(pool.clone()),
             payments: Payments::new(pool.clone()),
@@ -269,19 +269,20 @@ impl Choreography {
                 relay.run(stop).await;
                 Ok(())
             });
-            let consumer_cfg = ConsumerConfig {
+            let consumer_settings = ConsumerSettings {
                 concurrency: 8,
                 max_attempts: 5,
                 backoff_initial: Duration::from_millis(50),
                 backoff_max: Duration::from_secs(1),
                 drain_timeout: Duration::from_secs(5),
-                ..ConsumerConfig::new(
-                    cfg.brokers.clone(),
-                    format!("{}-{}", cfg.group_prefix, role.schema()),
-                    vec![cfg.topic.clone()],
-                )
+                ..ConsumerSettings::new(format!("{}-{}", cfg.group_prefix, role.schema()))
             };
-            let consumer = Consumer::new(consumer_cfg, self.producer.clone())?;
+            let consumer = Consumer::new(
+                &cfg.brokers,
+                std::slice::from_ref(&cfg.topic),
+                consumer_settings,
+                self.producer.clone(),
+            )?;
             let reactor = Reactor {
                 role,
                 pool: self.pool.clone(),

@@ -174,7 +174,7 @@ async fn with_the_database_cut_off_orders_get_503_with_retry_after_never_500() {
     let upstream = format!("{}:{}", database.host, database.port).parse().unwrap();
     let proxy = cruncan_testkit::TcpProxy::start(upstream).unwrap();
     database.port = proxy.addr().port();
-    database.acquire_timeout_ms = 500;
+    database.acquire_timeout = Duration::from_millis(500);
     let app = spawn_app_with(database).await;
     proxy.cut();
     let r = app

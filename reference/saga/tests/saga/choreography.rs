@@ -178,12 +178,12 @@ async fn every_event_delivered_twice_changes_nothing_and_a_poison_event_is_dead_
     assert_eq!(snapshot(&pool).await, before, "duplicates changed nothing and emitted nothing");
 
     // A record that is not a saga event goes to the dead-letter topic, not round and round.
-    let producer = cruncan_kafka::Producer::new(&cruncan_kafka::ProducerConfig::new(
-        cruncan_testkit::brokers(),
-        "saga-test",
-    ))
+    let producer = cruncan_kafka::Producer::new(
+        &cruncan_testkit::brokers(),
+        &cruncan_kafka::ProducerSettings::new("saga-test"),
+    )
     .unwrap();
-    producer.send(&running.topic, b"poison", b"{not json", &[]).await.unwrap();
+    producer.send(&running.topic, b"poison", b"{not json", &cruncan_kafka::Headers::new()).await.unwrap();
     let dead = cruncan_testkit::read_topic(
         &format!("{}.dlq", running.topic),
         1,

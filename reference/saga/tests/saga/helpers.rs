@@ -23,7 +23,7 @@ pub async fn test_db_settings() -> cruncan_db::DatabaseSettings {
     let mut settings = cruncan_db::create_test_database(&base).await.unwrap();
     settings.max_connections = 16;
     // The whole suite runs at once on two cores: waiting for a connection is slow, not broken.
-    settings.acquire_timeout_ms = 30_000;
+    settings.acquire_timeout = Duration::from_secs(30);
     settings
 }
 

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::routing::any;
 use cruncan_http::ReadinessCheck;
-use jwt::{Auth, AuthConfig, Jwks, Policy};
+use jwt::{Auth, AuthSettings, Jwks, Policy};
 use proxy::Upstreams;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 
 fn auth(s: &GatewaySettings, client: reqwest::Client) -> Auth {
-    let cfg = AuthConfig {
+    let cfg = AuthSettings {
         jwks_url: s.jwt.jwks_url.clone(),
         issuer: s.jwt.issuer.clone(),
         audience: s.jwt.audience.clone(),

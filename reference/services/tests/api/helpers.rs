@@ -47,7 +47,7 @@ pub fn test_calls() -> CallSettings {
 async fn fresh(mut s: ServiceSettings) -> ServiceSettings {
     let mut base = cruncan_db::local_test_settings().unwrap();
     base.max_connections = s.database.max_connections;
-    base.acquire_timeout_ms = s.database.acquire_timeout_ms;
+    base.acquire_timeout = s.database.acquire_timeout;
     s.database = cruncan_db::create_test_database(&base).await.unwrap();
     s
 }

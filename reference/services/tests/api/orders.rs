@@ -100,7 +100,7 @@ async fn orders_200_concurrent_orders_never_oversell() {
     let sys = spawn_system_with(|s| {
         // Correctness under contention, not speed: budgets wide enough for a busy 2-core box.
         for db in [&mut s.users.database, &mut s.products.database, &mut s.orders.service.database] {
-            db.acquire_timeout_ms = 30_000;
+            db.acquire_timeout = Duration::from_secs(30);
         }
         s.products.request_timeout_ms = 30_000;
         s.users.request_timeout_ms = 30_000;
