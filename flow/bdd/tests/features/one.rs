@@ -76,9 +76,9 @@ pub(crate) async fn post_case(w: &mut FlowWorld, case: String) {
 pub(crate) async fn error_response(w: &mut FlowWorld, status: u16, code: String) {
     let (got, body) = w.responses.last().cloned().unwrap();
     assert_eq!(got, status, "expected status {status}, saw {got}: {body}");
-    assert_eq!(body["error"]["code"], code.as_str(), "expected error code {code:?}, saw {body}");
+    assert_eq!(body["code"], code.as_str(), "expected error code {code:?}, saw {body}");
     assert!(
-        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        body["detail"].as_str().is_some_and(|m| !m.is_empty()),
         "expected a message, saw {body}"
     );
 }
