@@ -90,7 +90,11 @@ fn readiness(pool: PgPool, nats: async_nats::Client) -> ReadinessCheck {
     })
 }
 
-async fn database(settings: &Settings, service: &ServiceSettings, migrator: &sqlx::migrate::Migrator) -> anyhow::Result<PgPool> {
+async fn database(
+    settings: &Settings,
+    service: &ServiceSettings,
+    migrator: &sqlx::migrate::Migrator,
+) -> anyhow::Result<PgPool> {
     let db = settings.database_of(service);
     if db.create_if_missing {
         cruncan_db::ensure_database(&db).await?;
@@ -148,7 +152,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let filter = settings.nats.subject(NOTE_EVENTS);
     let start = stream.get_info().await.context("reading the stream's state")?.state.last_sequence;
     let hub = Hub::new(settings.gateway.queue_capacity);
-    let follower = Follower::new(Arc::clone(&hub), stream.clone(), filter.clone(), settings.gateway.max_replay);
+    let follower =
+        Follower::new(Arc::clone(&hub), stream.clone(), filter.clone(), settings.gateway.max_replay);
     let gateway_listener = bind(&settings.gateway.host, settings.gateway.port).await?;
     let grpc_listener = bind(&settings.gateway.host, settings.gateway.grpc_port).await?;
     let page_config = serde_json::json!({

@@ -45,8 +45,9 @@ impl Issuer {
     /// A fresh P-256 key (tokens of an earlier run no longer verify: users sign in again).
     pub fn generate(settings: AuthSettings) -> anyhow::Result<Self> {
         let alg = &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
-        let pkcs8 = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(alg, &aws_lc_rs::rand::SystemRandom::new())
-            .map_err(|_| anyhow::anyhow!("generating the signing key"))?;
+        let pkcs8 =
+            aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(alg, &aws_lc_rs::rand::SystemRandom::new())
+                .map_err(|_| anyhow::anyhow!("generating the signing key"))?;
         let pair = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref())
             .map_err(|_| anyhow::anyhow!("reading the signing key"))?;
         let point = pair.public_key().as_ref(); // 0x04 || x || y

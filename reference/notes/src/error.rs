@@ -69,11 +69,7 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        if cruncan_db::is_unavailable(&e) {
-            Self::Unavailable(e.into())
-        } else {
-            Self::Unexpected(e.into())
-        }
+        if cruncan_db::is_unavailable(&e) { Self::Unavailable(e.into()) } else { Self::Unexpected(e.into()) }
     }
 }
 

@@ -74,7 +74,8 @@ async fn create_user(
     ValidJson(req): ValidJson<NameRequest>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     let user = User { id: UserId(Uuid::now_v7()), name: req.name.as_str().to_owned() };
-    let event = UserCreated { event_id: Uuid::now_v7(), user_id: user.id, name: user.name.clone(), at: Utc::now() };
+    let event =
+        UserCreated { event_id: Uuid::now_v7(), user_id: user.id, name: user.name.clone(), at: Utc::now() };
     let mut tx = s.pool.begin().await?;
     let inserted = sqlx::query("INSERT INTO users (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
         .bind(user.id)

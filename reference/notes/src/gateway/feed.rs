@@ -48,9 +48,14 @@ pub async fn run(stream: stream::Stream, filter: String, hub: Arc<Hub>, start: u
             let Ok(info) = msg.info() else { continue };
             let seq = info.stream_sequence;
             last = last.max(seq);
-            match serde_json::from_slice::<NoteEvent>(&msg.payload).map_err(anyhow::Error::from).and_then(|e| Delivered::new(seq, e)) {
+            match serde_json::from_slice::<NoteEvent>(&msg.payload)
+                .map_err(anyhow::Error::from)
+                .and_then(|e| Delivered::new(seq, e))
+            {
                 Ok(d) => hub.publish(&Arc::new(d)),
-                Err(e) => tracing::warn!(seq, error = %format!("{e:#}"), "gateway feed: unreadable event skipped"),
+                Err(e) => {
+                    tracing::warn!(seq, error = %format!("{e:#}"), "gateway feed: unreadable event skipped")
+                }
             }
         }
     }

@@ -139,12 +139,8 @@ impl Follower {
         let mut out = VecDeque::new();
         let result = async {
             'batches: loop {
-                let mut batch = consumer
-                    .fetch()
-                    .max_messages(500)
-                    .messages()
-                    .await
-                    .context("fetching a replay batch")?;
+                let mut batch =
+                    consumer.fetch().max_messages(500).messages().await.context("fetching a replay batch")?;
                 let mut got = 0;
                 while let Some(msg) = batch.next().await {
                     let msg = msg.map_err(|e| anyhow::anyhow!("replay: {e}"))?;

@@ -7,9 +7,9 @@ use std::pin::Pin;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Verifier;
 use crate::events::{NoteEvent, NoteEventKind};
 use crate::gateway::follow::{Follower, Next, Start};
-use crate::auth::Verifier;
 
 /// The generated protobuf types and service stubs.
 #[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used, clippy::expect_used)]
@@ -90,7 +90,9 @@ impl NoteEvents for GrpcFeed {
                 let next = tokio::select! { () = stop.wait() => break, n = feed.next() => n };
                 let item = match next {
                     Next::Event(d) => Ok(to_pb(d.seq, &d.event)),
-                    Next::TooSlow => Err(Status::resource_exhausted("too slow: follow again with since = your last seq")),
+                    Next::TooSlow => {
+                        Err(Status::resource_exhausted("too slow: follow again with since = your last seq"))
+                    }
                 };
                 let last = item.is_err();
                 if tx.send(item).await.is_err() || last {
@@ -104,7 +106,11 @@ impl NoteEvents for GrpcFeed {
 }
 
 /// Serves the gRPC feed (plain HTTP/2 on loopback; put TLS in front as `reference/email` does).
-pub async fn serve(listener: tokio::net::TcpListener, service: GrpcFeed, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: GrpcFeed,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))

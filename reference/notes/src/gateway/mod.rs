@@ -39,7 +39,10 @@ pub fn router(state: GatewayState, web_dir: &std::path::Path) -> Router {
         .not_found_service(get(missing_page).with_state(web_dir.display().to_string()));
     Router::new()
         .route("/ws", get(ws::upgrade))
-        .route("/config.json", get(|State(s): State<GatewayState>| async move { axum::Json((*s.page_config).clone()) }))
+        .route(
+            "/config.json",
+            get(|State(s): State<GatewayState>| async move { axum::Json((*s.page_config).clone()) }),
+        )
         .route("/stats", get(stats))
         .with_state(state)
         .fallback_service(page)

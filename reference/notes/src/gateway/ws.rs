@@ -43,25 +43,43 @@ pub struct Hello {
 }
 
 /// `GET /ws`.
-pub async fn upgrade(ws: WebSocketUpgrade, State(g): State<GatewayState>, Query(q): Query<Hello>) -> Response {
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(g): State<GatewayState>,
+    Query(q): Query<Hello>,
+) -> Response {
     // Clients send a few small frames; nothing large is ever accepted.
     ws.max_message_size(16 * 1024).max_frame_size(16 * 1024).on_upgrade(move |socket| session(socket, g, q))
 }
 
 type Sink = SplitSink<WebSocket, Message>;
 
-async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
+type Source = SplitStream<WebSocket>;
+
+/// The closing handshake: our close frame, then (briefly) the client's, so the client reads our
+/// code before the TCP connection goes. A client that does not read gets neither: after a second
+/// the socket is just dropped.
+async fn close(sink: &mut Sink, stream: &mut Source, code: u16, reason: &'static str) {
     let frame = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }));
-    // A client that does not read gets no close frame: the socket is just dropped.
-    let _ = timeout(Duration::from_secs(1), sink.send(frame)).await;
+    let handshake = async {
+        sink.send(frame).await.ok()?;
+        while let Some(Ok(msg)) = stream.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+        Some(())
+    };
+    let _ = timeout(Duration::from_secs(1), handshake).await;
 }
 
 /// Reads the token (query or first message) and checks it.
-async fn sign_in(stream: &mut SplitStream<WebSocket>, g: &GatewayState, q: Hello) -> Option<(UserId, Option<u64>)> {
+async fn sign_in(stream: &mut Source, g: &GatewayState, q: Hello) -> Option<(UserId, Option<u64>)> {
     let hello = if q.token.is_some() {
         q
     } else {
-        let first = timeout(Duration::from_millis(g.settings.auth_timeout_ms), stream.next()).await.ok()??.ok()?;
+        let first =
+            timeout(Duration::from_millis(g.settings.auth_timeout_ms), stream.next()).await.ok()??.ok()?;
         let Message::Text(text) = first else { return None };
         serde_json::from_str::<Hello>(&text).ok()?
     };
@@ -73,20 +91,21 @@ async fn sign_in(stream: &mut SplitStream<WebSocket>, g: &GatewayState, q: Hello
 async fn session(socket: WebSocket, g: GatewayState, q: Hello) {
     let (mut sink, mut stream) = socket.split();
     let Some((user, since)) = sign_in(&mut stream, &g, q).await else {
-        return close(&mut sink, CLOSE_UNAUTHORIZED, "a valid token is required").await;
+        return close(&mut sink, &mut stream, CLOSE_UNAUTHORIZED, "a valid token is required").await;
     };
     let start = since.map_or(Start::Fresh, Start::After);
     let mut feed = match g.follower.follow(user, start).await {
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "opening the feed failed");
-            return close(&mut sink, CLOSE_INTERNAL, "the event feed is unavailable").await;
+            return close(&mut sink, &mut stream, CLOSE_INTERNAL, "the event feed is unavailable").await;
         }
     };
     let s = &g.settings;
     let write = Duration::from_millis(s.write_timeout_ms);
     let idle = Duration::from_millis(s.idle_timeout_ms);
-    let hello = serde_json::json!({"type": "hello", "seq": feed.hello_seq, "resync": feed.resync, "user_id": user});
+    let hello =
+        serde_json::json!({"type": "hello", "seq": feed.hello_seq, "resync": feed.resync, "user_id": user});
     if timeout(write, sink.send(Message::Text(hello.to_string().into()))).await.map_or(true, |r| r.is_err()) {
         return;
     }
@@ -98,18 +117,18 @@ async fn session(socket: WebSocket, g: GatewayState, q: Hello) {
     let mut heard = Instant::now();
     loop {
         tokio::select! {
-            () = g.shutdown.wait() => return close(&mut sink, CLOSE_GOING_AWAY, "the gateway is restarting").await,
+            () = g.shutdown.wait() => return close(&mut sink, &mut stream, CLOSE_GOING_AWAY, "the gateway is restarting").await,
             next = feed.next() => match next {
                 Next::Event(d) => match timeout(write, sink.send(Message::Text(d.json.clone()))).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return, // the client went away
-                    Err(_) => return close(&mut sink, CLOSE_TOO_SLOW, "too slow: resume with your last seq").await,
+                    Err(_) => return close(&mut sink, &mut stream, CLOSE_TOO_SLOW, "too slow: resume with your last seq").await,
                 },
-                Next::TooSlow => return close(&mut sink, CLOSE_TOO_SLOW, "too slow: resume with your last seq").await,
+                Next::TooSlow => return close(&mut sink, &mut stream, CLOSE_TOO_SLOW, "too slow: resume with your last seq").await,
             },
             _ = ping.tick() => {
                 if heard.elapsed() > idle {
-                    return close(&mut sink, CLOSE_IDLE, "no pong").await;
+                    return close(&mut sink, &mut stream, CLOSE_IDLE, "no pong").await;
                 }
                 if timeout(write, sink.send(Message::Ping(Default::default()))).await.map_or(true, |r| r.is_err()) {
                     return;

@@ -82,7 +82,10 @@ fn note_id(raw: &str) -> Result<NoteId, ApiError> {
     Uuid::parse_str(raw).map(NoteId).map_err(|_| ApiError::invalid("id", "must be a UUID"))
 }
 
-async fn list(State(s): State<NotesState>, SignedIn(user): SignedIn) -> Result<Json<Vec<NoteView>>, ApiError> {
+async fn list(
+    State(s): State<NotesState>,
+    SignedIn(user): SignedIn,
+) -> Result<Json<Vec<NoteView>>, ApiError> {
     Ok(Json(s.notes.list(user).await?))
 }
 
