@@ -58,22 +58,32 @@ pub async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
     TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))
 }
 
-fn cors(origins: &[String]) -> CorsLayer {
-    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+/// Which pages may call a service from a browser: the configured origins and the gateway's own
+/// (`"*"`: any — tolerable only because the API authenticates with a bearer header, never a
+/// cookie, so a foreign page cannot act with the user's credentials).
+fn cors(origins: &[String], gateway: SocketAddr) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let own = format!("http://{gateway}");
+        AllowOrigin::list(
+            origins.iter().chain(std::iter::once(&own)).filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(Duration::from_secs(600))
 }
 
 /// A REST service's router with the house plumbing: health, JSON 404/405, telemetry, CORS.
-fn service_router(api: Router, s: &ServiceSettings, ready: ReadinessCheck) -> Router {
+fn service_router(api: Router, s: &ServiceSettings, gateway: SocketAddr, ready: ReadinessCheck) -> Router {
     api.merge(cruncan_http::health_routes(ready))
         .fallback(cruncan_http::not_found)
         .layer(axum::middleware::from_fn(cruncan_http::json_method_not_allowed))
         .layer(axum::middleware::from_fn(cruncan_http::telemetry_middleware))
-        .layer(cors(&s.cors_origins))
+        .layer(cors(&s.cors_origins, gateway))
 }
 
 fn readiness(pool: PgPool, nats: async_nats::Client) -> ReadinessCheck {
@@ -115,6 +125,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let stream = ensure_stream(&js, &settings.nats).await?;
     let consumer = consumer::ensure_consumer(&stream, &settings.nats).await?;
     let stop = Shutdown::new();
+    let gateway_listener = bind(&settings.gateway.host, settings.gateway.port).await?;
+    let gateway_addr = gateway_listener.local_addr()?;
 
     // The user service: issues tokens, publishes user.created.
     let users_listener = bind(&settings.users.host, settings.users.port).await?;
@@ -128,6 +140,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let users_router = service_router(
         crate::users::router(users_state),
         &settings.users,
+        gateway_addr,
         readiness(users_pool.clone(), nats.clone()),
     );
     // Everyone else verifies tokens against its JWKS, over HTTP like any other client.
@@ -145,6 +158,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let notes_router = service_router(
         crate::notes::router(notes_state),
         &settings.notes,
+        gateway_addr,
         readiness(notes_pool.clone(), nats.clone()),
     );
 
@@ -154,7 +168,6 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let hub = Hub::new(settings.gateway.queue_capacity);
     let follower =
         Follower::new(Arc::clone(&hub), stream.clone(), filter.clone(), settings.gateway.max_replay);
-    let gateway_listener = bind(&settings.gateway.host, settings.gateway.port).await?;
     let grpc_listener = bind(&settings.gateway.host, settings.gateway.grpc_port).await?;
     let page_config = serde_json::json!({
         "users_url": format!("http://{}", users_listener.local_addr()?),

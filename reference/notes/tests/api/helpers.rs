@@ -104,7 +104,6 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
 #[derive(Debug, Clone)]
 pub struct User {
     pub id: String,
-    pub name: String,
     pub token: String,
 }
 
@@ -137,7 +136,7 @@ impl TestApp {
         assert_eq!(r.status(), 200);
         let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
         self.wait_known(&id).await;
-        User { id, name: name.into(), token }
+        User { id, token }
     }
 
     /// Waits until the notes service's copy of the users has `id`.
@@ -190,6 +189,15 @@ impl TestApp {
         let r = self.http.get(format!("{}/notes", self.notes)).bearer_auth(&u.token).send().await.unwrap();
         assert_eq!(r.status(), 200);
         r.json().await.unwrap()
+    }
+
+    pub async fn list_users(&self) -> Vec<(String, String)> {
+        let users: Vec<Value> =
+            self.http.get(format!("{}/users", self.users)).send().await.unwrap().json().await.unwrap();
+        users
+            .iter()
+            .map(|u| (u["id"].as_str().unwrap().to_owned(), u["name"].as_str().unwrap().to_owned()))
+            .collect()
     }
 
     pub fn ws_url(&self) -> String {
