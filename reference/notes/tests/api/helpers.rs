@@ -84,7 +84,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     tweak(&mut s);
     let app = notes::build(s.clone()).await.unwrap();
     let shutdown = Shutdown::new();
-    let t = TestApp {
+    TestApp {
         users: format!("http://{}", app.users_addr().unwrap()),
         notes: format!("http://{}", app.notes_addr().unwrap()),
         gateway: app.gateway_addr().unwrap(),
@@ -96,8 +96,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         settings: s,
         shutdown: shutdown.clone(),
         task: tokio::spawn(app.run_until_stopped(shutdown)),
-    };
-    t
+    }
 }
 
 /// A signed-in user.
