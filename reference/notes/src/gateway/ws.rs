@@ -48,8 +48,16 @@ pub async fn upgrade(
     State(g): State<GatewayState>,
     Query(q): Query<Hello>,
 ) -> Response {
-    // Clients send a few small frames; nothing large is ever accepted.
-    ws.max_message_size(16 * 1024).max_frame_size(16 * 1024).on_upgrade(move |socket| session(socket, g, q))
+    // ANCHOR: buffers
+    // Memory per connection: tungstenite's defaults are a 128 KiB read buffer and a 128 KiB write
+    // buffer per socket — 256 KiB × 500 clients. Clients send only a few small frames, and each
+    // event is flushed as it is written, so small buffers cost nothing.
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(16 * 1024)
+        .max_frame_size(16 * 1024)
+        .on_upgrade(move |socket| session(socket, g, q))
+    // ANCHOR_END: buffers
 }
 
 type Sink = SplitSink<WebSocket, Message>;
