@@ -109,7 +109,13 @@ struct Measured {
 }
 
 /// Publishes `count` events at `rate`, each stamped with its publish time in the title.
-async fn publish(js: &async_nats::jetstream::Context, subject: &str, audience: &[String], rate: u64, count: u64) -> anyhow::Result<()> {
+async fn publish(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+    audience: &[String],
+    rate: u64,
+    count: u64,
+) -> anyhow::Result<()> {
     let owner = &audience[0];
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     let mut acks = Vec::new();
@@ -143,15 +149,33 @@ async fn run(args: &Args, info: &serde_json::Value, pid: u32) -> anyhow::Result<
     let mut users = Vec::new();
     for i in 0..args.clients {
         let name = format!("b{i}");
-        let u: serde_json::Value = http.post(format!("{users_url}/users")).json(&serde_json::json!({"name": name})).send().await?.error_for_status()?.json().await?;
-        let s: serde_json::Value = http.post(format!("{users_url}/sessions")).json(&serde_json::json!({"name": name})).send().await?.error_for_status()?.json().await?;
-        users.push((u["id"].as_str().context("id")?.to_owned(), s["token"].as_str().context("token")?.to_owned()));
+        let u: serde_json::Value = http
+            .post(format!("{users_url}/users"))
+            .json(&serde_json::json!({"name": name}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let s: serde_json::Value = http
+            .post(format!("{users_url}/sessions"))
+            .json(&serde_json::json!({"name": name}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        users.push((
+            u["id"].as_str().context("id")?.to_owned(),
+            s["token"].as_str().context("token")?.to_owned(),
+        ));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = rss_kib(pid)?;
     eprintln!("bench: connecting {} WebSockets", args.clients);
     let expected = args.rate * args.seconds;
-    let measured = Arc::new(Mutex::new(Measured { hist: Histogram::new_with_bounds(1, 60_000_000, 3)?, delivered: 0 }));
+    let measured =
+        Arc::new(Mutex::new(Measured { hist: Histogram::new_with_bounds(1, 60_000_000, 3)?, delivered: 0 }));
     let mut readers = Vec::new();
     for (_, token) in &users {
         let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{gateway}/ws")).await?;
@@ -205,7 +229,10 @@ async fn run(args: &Args, info: &serde_json::Value, pid: u32) -> anyhow::Result<
     }
     sampler.abort();
     let stats: serde_json::Value = http.get(format!("http://{gateway}/stats")).send().await?.json().await?;
-    let gw = Arc::try_unwrap(measured).map_err(|_| anyhow::anyhow!("readers still running"))?.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let gw = Arc::try_unwrap(measured)
+        .map_err(|_| anyhow::anyhow!("readers still running"))?
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let _ = js.delete_stream(&stream).await;
 
     eprintln!("bench: the limit — NATS core fan-out to {} subscriptions", args.clients);
@@ -214,7 +241,14 @@ async fn run(args: &Args, info: &serde_json::Value, pid: u32) -> anyhow::Result<
     let per_client = |rss: u64| (rss.saturating_sub(rss_before) as f64) / args.clients as f64;
     let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())).unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
     Ok(format!(
         "## notes gateway fan-out ({} clients, {} events/s, {} s)\n\n\
          Machine: {} × {cpu}; {}\n\n\
@@ -223,13 +257,28 @@ async fn run(args: &Args, info: &serde_json::Value, pid: u32) -> anyhow::Result<
          | NATS core fan-out alone (the limit) | {}/{} | {:.1} | {:.1} | {:.1} |\n\n\
          Gateway RSS: {} KiB before the clients, {} KiB with {} connected, {} KiB peak under load →\n\
          {:.1} KiB per connected client, {:.1} KiB per client at peak. Slow clients cut: {}.\n",
-        args.clients, args.rate, args.seconds,
+        args.clients,
+        args.rate,
+        args.seconds,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-        gw.delivered, expected * args.clients as u64, ms(&gw.hist, 0.5), ms(&gw.hist, 0.99), gw.hist.max() as f64 / 1000.0,
-        core.delivered, expected * args.clients as u64, ms(&core.hist, 0.5), ms(&core.hist, 0.99), core.hist.max() as f64 / 1000.0,
-        rss_before, rss_connected, args.clients, peak,
-        per_client(rss_connected), per_client(peak), stats["slow_dropped"],
+        gw.delivered,
+        expected * args.clients as u64,
+        ms(&gw.hist, 0.5),
+        ms(&gw.hist, 0.99),
+        gw.hist.max() as f64 / 1000.0,
+        core.delivered,
+        expected * args.clients as u64,
+        ms(&core.hist, 0.5),
+        ms(&core.hist, 0.99),
+        core.hist.max() as f64 / 1000.0,
+        rss_before,
+        rss_connected,
+        args.clients,
+        peak,
+        per_client(rss_connected),
+        per_client(peak),
+        stats["slow_dropped"],
     ))
 }
 
@@ -237,7 +286,8 @@ async fn run(args: &Args, info: &serde_json::Value, pid: u32) -> anyhow::Result<
 /// connections), `count` messages at `rate`.
 async fn core_fanout(url: &str, clients: usize, rate: u64, count: u64) -> anyhow::Result<Measured> {
     let subject = format!("bench.core.{}", uuid::Uuid::new_v4().simple());
-    let measured = Arc::new(Mutex::new(Measured { hist: Histogram::new_with_bounds(1, 60_000_000, 3)?, delivered: 0 }));
+    let measured =
+        Arc::new(Mutex::new(Measured { hist: Histogram::new_with_bounds(1, 60_000_000, 3)?, delivered: 0 }));
     let mut readers = Vec::new();
     let mut conns = Vec::new();
     for i in 0..clients {
@@ -252,7 +302,8 @@ async fn core_fanout(url: &str, clients: usize, rate: u64, count: u64) -> anyhow
             while (local.len() as u64) < count {
                 match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
                     Ok(Some(m)) => {
-                        let stamp: u64 = std::str::from_utf8(&m.payload).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+                        let stamp: u64 =
+                            std::str::from_utf8(&m.payload).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
                         local.push(now_micros().saturating_sub(stamp).max(1));
                     }
                     _ => break,
@@ -278,5 +329,7 @@ async fn core_fanout(url: &str, clients: usize, rate: u64, count: u64) -> anyhow
     for r in readers {
         r.await?;
     }
-    Arc::try_unwrap(measured).map_err(|_| anyhow::anyhow!("readers still running")).map(|m| m.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner))
+    Arc::try_unwrap(measured)
+        .map_err(|_| anyhow::anyhow!("readers still running"))
+        .map(|m| m.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner))
 }
