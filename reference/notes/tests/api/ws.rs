@@ -44,10 +44,8 @@ async fn many_clients_each_receive_every_event() {
     const SOCKETS_PER_USER: usize = 10; // 500 sockets
     const EVENTS: usize = 20;
     let app = spawn_app().await;
-    let mut users = Vec::new();
-    for i in 0..USERS {
-        users.push(app.user(&format!("u{i}")).await);
-    }
+    let names: Vec<String> = (0..USERS).map(|i| format!("u{i}")).collect();
+    let users = futures::future::join_all(names.iter().map(|n| app.user(n))).await;
     let mut clients = Vec::new();
     for u in &users {
         for _ in 0..SOCKETS_PER_USER {

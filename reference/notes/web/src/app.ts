@@ -91,6 +91,7 @@ function setConn(s: "connecting" | "open" | "reconnecting" | "closed", text: str
 }
 
 let backoff = 500;
+let pending: NoteEvent[] | null = null;
 
 function connect(): void {
   const proto = location.protocol === "https:" ? "wss" : "ws";
@@ -102,14 +103,24 @@ function connect(): void {
       backoff = 500;
       setConn("open", "live");
       // First connection or too far behind: (re)load the list. A resume gets the missed events.
+      // Events that arrive while the list loads wait, then apply on top of it (an upsert by
+      // version), so a change made between the hello and the list's query is not lost.
       if (state.lastSeq === null || msg.resync) {
         state.lastSeq = msg.seq;
-        loadNotes().catch(showError);
+        pending = [];
+        loadNotes()
+          .catch(showError)
+          .finally(() => {
+            const queued = pending ?? [];
+            pending = null;
+            queued.forEach(apply);
+          });
       }
       return;
     }
     state.lastSeq = msg.seq;
-    apply(msg.event);
+    if (pending) pending.push(msg.event);
+    else apply(msg.event);
   };
   ws.onclose = (e) => {
     if (!state.token) return;
