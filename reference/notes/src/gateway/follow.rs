@@ -198,6 +198,24 @@ impl Feed {
     }
 }
 
+impl Feed {
+    /// The next event that is ready now, without waiting: the session writes a backlog in one
+    /// flush instead of one write per event.
+    pub fn ready(&mut self) -> Option<Arc<Delivered>> {
+        while let Some(d) = self.backlog.pop_front() {
+            if self.cursor.admit(d.seq) {
+                return Some(d);
+            }
+        }
+        while let Some(d) = self.live.ready() {
+            if self.cursor.admit(d.seq) {
+                return Some(d);
+            }
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,10 +24,16 @@ pub struct Delivered {
 }
 
 impl Delivered {
-    /// Wraps `event` received at stream sequence `seq`.
+    /// Wraps `event` received at stream sequence `seq`. The audience stays behind: it is for
+    /// routing, a browser has no use for it (and it would be most of the frame for a note shared
+    /// widely — 500 recipients are 20 KB on every socket).
     pub fn new(seq: u64, event: NoteEvent) -> anyhow::Result<Self> {
-        let json = serde_json::to_string(&serde_json::json!({"type": "event", "seq": seq, "event": &event}))?;
-        Ok(Self { seq, event, json: json.into() })
+        let pushed = serde_json::json!({
+            "type": "event",
+            "seq": seq,
+            "event": {"event_id": event.event_id, "kind": event.kind, "note": &event.note, "by": event.by, "at": event.at},
+        });
+        Ok(Self { seq, event, json: serde_json::to_string(&pushed)?.into() })
     }
 }
 
@@ -158,6 +164,15 @@ impl Subscription {
             _ => Live::TooSlow,
         }
     }
+
+    /// An event that is already queued, without waiting (`None`: nothing ready, or cut — the
+    /// next [`Subscription::next`] says which).
+    pub fn ready(&mut self) -> Option<Arc<Delivered>> {
+        if self.kicked.load(Ordering::Acquire) {
+            return None;
+        }
+        self.rx.try_recv().ok()
+    }
 }
 
 impl Drop for Subscription {
@@ -205,7 +220,10 @@ mod tests {
         for (sub, want) in [(&mut sa, vec![1, 2]), (&mut sb, vec![2])] {
             for seq in want {
                 match sub.next().await {
-                    Live::Event(d) => assert_eq!(d.seq, seq),
+                    Live::Event(d) => {
+                        assert_eq!(d.seq, seq);
+                        assert!(!d.json.as_str().contains("audience"), "routing data is not pushed");
+                    }
                     Live::TooSlow => panic!("cut"),
                 }
             }
