@@ -100,6 +100,20 @@ fn readiness(pool: PgPool, nats: async_nats::Client) -> ReadinessCheck {
     })
 }
 
+/// The gateway is ready while NATS is connected (its feed and every replay need it).
+fn gateway_readiness(nats: async_nats::Client) -> ReadinessCheck {
+    Arc::new(move || {
+        let nats = nats.clone();
+        Box::pin(async move {
+            anyhow::ensure!(
+                nats.connection_state() == async_nats::connection::State::Connected,
+                "nats: not connected"
+            );
+            Ok(())
+        })
+    })
+}
+
 async fn database(
     settings: &Settings,
     service: &ServiceSettings,
@@ -181,7 +195,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         shutdown: stop.clone(),
     };
     let gateway_router = crate::gateway::router(gateway_state, &settings.web_dir())
-        .merge(cruncan_http::health_routes(Arc::new(|| Box::pin(async { Ok(()) }))))
+        .merge(cruncan_http::health_routes(gateway_readiness(nats.clone())))
         .layer(axum::middleware::from_fn(cruncan_http::telemetry_middleware));
     let grpc = GrpcFeed::new(follower, verifier, stop.clone());
 

@@ -84,15 +84,20 @@ impl From<anyhow::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = match &self {
+        // The token errors keep reference/jwt's answer: 401 with `WWW-Authenticate`.
+        let this = match self {
+            Self::Auth(e) => return e.into_response(),
+            other => other,
+        };
+        let (status, code) = match &this {
             Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::Validation { .. } => (StatusCode::BAD_REQUEST, "validation_failed"),
-            Self::Auth(_) => return self.into_auth_response(),
+            Self::Auth(_) => (StatusCode::UNAUTHORIZED, "invalid_token"), // answered above
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict { code, current_version, .. } => {
-                let mut body = serde_json::json!({"error": {"code": code, "message": self.to_string()}});
+                let mut body = serde_json::json!({"error": {"code": code, "message": this.to_string()}});
                 if let Some(v) = current_version {
                     body["error"]["current_version"] = (*v).into();
                 }
@@ -108,15 +113,42 @@ impl IntoResponse for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         };
-        json_error(status, code, self.to_string())
+        json_error(status, code, this.to_string())
     }
 }
 
-impl ApiError {
-    fn into_auth_response(self) -> Response {
-        match self {
-            Self::Auth(e) => e.into_response(),
-            other => other.into_response(),
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(e: ApiError) -> (StatusCode, serde_json::Value) {
+        let r = e.into_response();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn each_error_has_its_status_and_no_internals_leak() {
+        let stale = ApiError::Conflict {
+            code: "stale_version",
+            message: "version: stale".into(),
+            current_version: Some(7),
+        };
+        let (status, b) = body(stale).await;
+        assert_eq!(
+            (status, b["error"]["code"].as_str(), b["error"]["current_version"].as_i64()),
+            (StatusCode::CONFLICT, Some("stale_version"), Some(7))
+        );
+        let (status, b) =
+            body(ApiError::Unexpected(anyhow::anyhow!("connection to 10.0.0.7:5432 refused"))).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!b.to_string().contains("10.0.0.7"), "{b}");
+        let (status, _) = body(ApiError::Auth(jwt::AuthError::Missing)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, b) =
+            body(ApiError::Unprocessable { field: "user_id", message: "no user x".into() }).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(b["error"]["message"].as_str().is_some_and(|m| m.starts_with("user_id")));
     }
 }

@@ -84,6 +84,23 @@ async fn sign_in(c: &Client, url: &str, name: &str) {
     wait_js(c, "the socket is open", "document.getElementById('conn').dataset.state", "open".into()).await;
 }
 
+/// Clicks the first element matching `css`, again if the page re-rendered it between the find
+/// and the click (a pushed event replaces the note cards: "stale element reference").
+async fn click(c: &Client, css: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let result = async { c.find(Locator::Css(css)).await?.click().await }.await;
+        match result {
+            Ok(()) => return,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("retrying the click on {css}: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("clicking {css}: {e}"),
+        }
+    }
+}
+
 fn shots() -> PathBuf {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/notes-browser"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -127,19 +144,19 @@ async fn two_browsers_share_and_edit_a_note_live() {
     // Alice writes a note and shares it with bob: it appears on bob's page.
     alice.find(Locator::Id("new-title")).await.unwrap().send_keys("Trip plan").await.unwrap();
     alice.find(Locator::Id("new-body")).await.unwrap().send_keys("train at 9").await.unwrap();
-    alice.find(Locator::Id("create")).await.unwrap().click().await.unwrap();
+    click(&alice, "#create").await;
     wait_js(&alice, "alice sees her note", NOTE_BODY, "train at 9".into()).await;
-    alice.find(Locator::Css(".note .share")).await.unwrap().click().await.unwrap();
+    click(&alice, ".note .share").await;
     wait_js(&bob, "the shared note appears on bob's page", NOTE_BODY, "train at 9".into()).await;
     screenshot(&bob, "1-bob-sees-shared-note.png").await;
 
     // Alice edits it: bob's page changes.
-    alice.find(Locator::Css(".note .edit")).await.unwrap().click().await.unwrap();
+    click(&alice, ".note .edit").await;
     let body = alice.find(Locator::Css(".note .edit-body")).await.unwrap();
     body.clear().await.unwrap();
     body.send_keys("train at 10, platform 4").await.unwrap();
     screenshot(&alice, "2-alice-edits.png").await;
-    alice.find(Locator::Css(".note .save")).await.unwrap().click().await.unwrap();
+    click(&alice, ".note .save").await;
     wait_js(&bob, "the edit appears on bob's page", NOTE_BODY, "train at 10, platform 4".into()).await;
     screenshot(&bob, "3-bob-sees-the-edit.png").await;
 
@@ -153,11 +170,11 @@ async fn two_browsers_share_and_edit_a_note_live() {
     )
     .await;
     screenshot(&bob, "4-bob-reconnecting.png").await;
-    alice.find(Locator::Css(".note .edit")).await.unwrap().click().await.unwrap();
+    click(&alice, ".note .edit").await;
     let body = alice.find(Locator::Css(".note .edit-body")).await.unwrap();
     body.clear().await.unwrap();
     body.send_keys("cancelled: rain").await.unwrap();
-    alice.find(Locator::Css(".note .save")).await.unwrap().click().await.unwrap();
+    click(&alice, ".note .save").await;
     wait_js(&alice, "alice saved", NOTE_BODY, "cancelled: rain".into()).await;
     proxy.restore();
     wait_js(&bob, "bob is live again", "document.getElementById('conn').dataset.state", "open".into()).await;

@@ -145,14 +145,14 @@ async fn a_socket_without_a_valid_token_is_closed_4001() {
 #[tokio::test]
 async fn a_silent_client_is_pinged_then_closed_4000() {
     let app = spawn_app_with(|s| {
-        s.gateway.ping_interval_ms = 200;
-        s.gateway.idle_timeout_ms = 700;
+        s.gateway.ping_interval_ms = 250;
+        s.gateway.idle_timeout_ms = 1_500;
     })
     .await;
     let alice = app.user("alice").await;
     let mut ws = ws_connect(&app, &alice.token, None).await;
     // Not reading means not answering pings (tungstenite answers them while reading).
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
     let mut pings = 0;
     let code = loop {
         match tokio::time::timeout(T, ws.inner.next()).await.unwrap() {
@@ -168,7 +168,7 @@ async fn a_silent_client_is_pinged_then_closed_4000() {
 
     // A client that reads (and so answers pings) stays connected well past the idle timeout.
     let mut live = ws_connect(&app, &alice.token, None).await;
-    live.expect_quiet(Duration::from_millis(2_000)).await;
+    live.expect_quiet(Duration::from_millis(3_000)).await;
     app.create_note(&alice, "still here", "").await;
     assert_eq!(live.event(T).await["event"]["kind"], "created");
     app.stop().await;
