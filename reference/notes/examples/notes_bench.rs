@@ -24,6 +24,10 @@ struct Args {
     /// Events per second (each addressed to every client).
     #[arg(long, default_value_t = 100)]
     rate: u64,
+    /// Extra clients that never read (a 4 KiB receive buffer): the gateway must cut them and
+    /// keep its memory bounded while the others carry on.
+    #[arg(long, default_value_t = 0)]
+    slow: usize,
     /// Seconds of load.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -145,9 +149,9 @@ async fn run(args: &Args, info: &serde_json::Value, pid: u32) -> anyhow::Result<
     let (users_url, gateway, stream, subject, nats_url) =
         (str_of("users")?, str_of("gateway")?, str_of("stream")?, str_of("subject")?, str_of("nats")?);
     let http = reqwest::Client::new();
-    eprintln!("bench: signing in {} users", args.clients);
+    eprintln!("bench: signing in {} users", args.clients + args.slow);
     let mut users = Vec::new();
-    for i in 0..args.clients {
+    for i in 0..args.clients + args.slow {
         let name = format!("b{i}");
         let u: serde_json::Value = http
             .post(format!("{users_url}/users"))
@@ -177,7 +181,18 @@ async fn run(args: &Args, info: &serde_json::Value, pid: u32) -> anyhow::Result<
     let measured =
         Arc::new(Mutex::new(Measured { hist: Histogram::new_with_bounds(1, 60_000_000, 3)?, delivered: 0 }));
     let mut readers = Vec::new();
-    for (_, token) in &users {
+    let (readers_users, slow_users) = users.split_at(args.clients);
+    let mut parked = Vec::new();
+    for (_, token) in slow_users {
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        sock.set_recv_buffer_size(4096)?;
+        let tcp = sock.connect(gateway.parse()?).await?;
+        let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{gateway}/ws"), tcp).await?;
+        ws.send(Message::Text(serde_json::json!({"token": token}).to_string().into())).await?;
+        ws.next().await.context("no hello")??;
+        parked.push(ws); // never read again
+    }
+    for (_, token) in readers_users {
         let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{gateway}/ws")).await?;
         ws.send(Message::Text(serde_json::json!({"token": token}).to_string().into())).await?;
         let hello = ws.next().await.context("no hello")??;
@@ -228,6 +243,7 @@ async fn run(args: &Args, info: &serde_json::Value, pid: u32) -> anyhow::Result<
         r.await?;
     }
     sampler.abort();
+    drop(parked);
     let stats: serde_json::Value = http.get(format!("http://{gateway}/stats")).send().await?.json().await?;
     let gw = Arc::try_unwrap(measured)
         .map_err(|_| anyhow::anyhow!("readers still running"))?
@@ -238,7 +254,8 @@ async fn run(args: &Args, info: &serde_json::Value, pid: u32) -> anyhow::Result<
     eprintln!("bench: the limit — NATS core fan-out to {} subscriptions", args.clients);
     let core = core_fanout(&nats_url, args.clients, args.rate, expected).await?;
 
-    let per_client = |rss: u64| (rss.saturating_sub(rss_before) as f64) / args.clients as f64;
+    let connected = args.clients + args.slow;
+    let per_client = |rss: u64| (rss.saturating_sub(rss_before) as f64) / connected as f64;
     let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -256,7 +273,8 @@ async fn run(args: &Args, info: &serde_json::Value, pid: u32) -> anyhow::Result<
          | JetStream → gateway → WebSocket | {}/{} | {:.1} | {:.1} | {:.1} |\n\
          | NATS core fan-out alone (the limit) | {}/{} | {:.1} | {:.1} | {:.1} |\n\n\
          Gateway RSS: {} KiB before the clients, {} KiB with {} connected, {} KiB peak under load →\n\
-         {:.1} KiB per connected client, {:.1} KiB per client at peak. Slow clients cut: {}.\n",
+         {:.1} KiB per connected client, {:.1} KiB per client at peak.\n\
+         Clients that never read: {}; cut by the gateway: {}.\n",
         args.clients,
         args.rate,
         args.seconds,
@@ -274,10 +292,11 @@ async fn run(args: &Args, info: &serde_json::Value, pid: u32) -> anyhow::Result<
         core.hist.max() as f64 / 1000.0,
         rss_before,
         rss_connected,
-        args.clients,
+        connected,
         peak,
         per_client(rss_connected),
         per_client(peak),
+        args.slow,
         stats["slow_dropped"],
     ))
 }

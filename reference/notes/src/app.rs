@@ -58,6 +58,28 @@ pub async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
     TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))
 }
 
+// ANCHOR: send_buffer
+/// Binds `host:port` with `SO_SNDBUF` set on the listening socket, which Linux copies to every
+/// accepted connection: a client that stops reading fills this (and its queue in the hub) and
+/// is cut, instead of parking megabytes in the kernel first. 0: the kernel's autotuning.
+pub async fn bind_with_send_buffer(host: &str, port: u16, send_buffer: u32) -> anyhow::Result<TcpListener> {
+    if send_buffer == 0 {
+        return bind(host, port).await;
+    }
+    let addr = tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("resolving {host}"))?
+        .next()
+        .with_context(|| format!("{host} has no address"))?;
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_send_buffer_size(send_buffer)?;
+    socket.bind(addr).with_context(|| format!("binding {addr}"))?;
+    Ok(socket.listen(1024)?)
+}
+// ANCHOR_END: send_buffer
+
 /// Which pages may call a service from a browser: the configured origins and the gateway's own
 /// (`"*"`: any — tolerable only because the API authenticates with a bearer header, never a
 /// cookie, so a foreign page cannot act with the user's credentials).
@@ -139,7 +161,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let stream = ensure_stream(&js, &settings.nats).await?;
     let consumer = consumer::ensure_consumer(&stream, &settings.nats).await?;
     let stop = Shutdown::new();
-    let gateway_listener = bind(&settings.gateway.host, settings.gateway.port).await?;
+    let g = &settings.gateway;
+    let gateway_listener = bind_with_send_buffer(&g.host, g.port, g.socket_send_buffer_bytes).await?;
     let gateway_addr = gateway_listener.local_addr()?;
 
     // The user service: issues tokens, publishes user.created.

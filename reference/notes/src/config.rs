@@ -81,6 +81,12 @@ pub struct GatewaySettings {
     pub idle_timeout_ms: u64,
     /// One frame that takes longer than this to write closes the connection.
     pub write_timeout_ms: u64,
+    /// The kernel's send buffer per connection (`SO_SNDBUF`, inherited from the listening
+    /// socket); 0 leaves Linux's autotuning, which lets one client that stopped reading park up
+    /// to `net.ipv4.tcp_wmem`'s maximum (4 MiB by default) in the kernel before the gateway
+    /// notices.
+    #[serde(default)]
+    pub socket_send_buffer_bytes: u32,
     /// Time for the first message (the token) when it is not in the URL.
     pub auth_timeout_ms: u64,
     /// Most events one resume may replay; further behind, the client is told to reload.

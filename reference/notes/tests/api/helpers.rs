@@ -38,6 +38,7 @@ pub async fn settings() -> Settings {
             ping_interval_ms: 15_000,
             idle_timeout_ms: 45_000,
             write_timeout_ms: 5_000,
+            socket_send_buffer_bytes: 65_536,
             auth_timeout_ms: 2_000,
             max_replay: 10_000,
         },
