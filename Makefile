@@ -7,7 +7,7 @@ ENV := eval "$$($(STACK) env)"
 # scripts/tools.sh installs it there (pinned); it lists dependencies no code uses.
 MACHETE := $(HOME)/.cache/cruncan/cargo-machete/bin/cargo-machete
 
-PHONY_EXTRA := bench-flow bench-reference fuzz-api stack-observability flow-docker bench bench-quick bench-durable bench-publish check-collector up-temporal down-temporal
+PHONY_EXTRA := bench-flow bench-reference bench-notes fuzz-api stack-observability flow-docker bench bench-quick bench-durable bench-publish check-collector up-temporal down-temporal
 .PHONY: $(PHONY_EXTRA) help up down status env run demo test fmt lint unit book book-serve tools
 
 help: ## list the targets
@@ -55,6 +55,10 @@ bench-quick: ## the same in about a minute (8 and 32 connections, 3 s steps), fo
 
 bench-durable: ## the bench against a PostgreSQL that really flushes commits (fsync, synchronous_commit on)
 	@CRUNCAN_PG_DURABLE=1 scripts/stack.sh up >/dev/null && { scripts/bench.sh; rc=$$?; CRUNCAN_PG_DURABLE=0 scripts/stack.sh up >/dev/null; exit $$rc; }
+
+bench-notes: ## notes gateway: 500 WebSocket clients at 100 events/s beside NATS core fan-out → target/notes-bench/report.md
+	@$(STACK) up >/dev/null
+	$(ENV); cargo run --release --example notes_bench
 
 bench-publish: ## copy the last report into the book's performance chapter (a deliberate step)
 	@test -f target/bench/report.md || { echo "no target/bench/report.md: run make bench first" >&2; exit 1; }

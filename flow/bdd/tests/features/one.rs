@@ -77,10 +77,7 @@ pub(crate) async fn error_response(w: &mut FlowWorld, status: u16, code: String)
     let (got, body) = w.responses.last().cloned().unwrap();
     assert_eq!(got, status, "expected status {status}, saw {got}: {body}");
     assert_eq!(body["code"], code.as_str(), "expected error code {code:?}, saw {body}");
-    assert!(
-        body["detail"].as_str().is_some_and(|m| !m.is_empty()),
-        "expected a message, saw {body}"
-    );
+    assert!(body["detail"].as_str().is_some_and(|m| !m.is_empty()), "expected a message, saw {body}");
 }
 
 #[then("nothing is stored or published")]
