@@ -2,7 +2,8 @@
 # The reference systems' benchmarks (each bounded, loopback only, on fresh databases and streams),
 # run after the flow's in `make bench`: email (accept and send beside lettre alone), saga
 # (orchestrated and choreographed sagas/s), services (each resilience layer under a flaky, slow,
-# down and hung dependency), temporal (the same saga by hand and on Temporal). Writes
+# down and hung dependency), temporal (the same saga by hand and on Temporal), notes (500
+# WebSockets at 100 events/s beside NATS core fan-out). Writes
 # target/bench/reference.md and reference.jsonl; changes no tracked file.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,7 +16,8 @@ eval "$(scripts/stack.sh env)"
 eval "$(scripts/temporal.sh env)"
 echo "bench: building the reference benchmarks (release)" >&2
 cargo build --release --quiet -p email --example email_bench -p saga --example saga_bench \
-  -p services --example services_bench -p temporal-ref --example saga_compare
+  -p services --example services_bench -p temporal-ref --example saga_compare \
+  -p notes --example notes_bench
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 run() { # package example args... (the binaries built above: `cargo run -p` one at a time would
   # resolve features per package and rebuild dependencies)
@@ -29,6 +31,7 @@ run email email_bench | tail -n 1 >>"$OUT/reference.jsonl"
 run saga saga_bench | tail -n 1 >>"$OUT/reference.jsonl"
 run services services_bench | tail -n 1 | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"bench": "services", "layers": d}))' >>"$OUT/reference.jsonl"
 run temporal-ref saga_compare --sagas 30 >"$OUT/saga-compare.md"
+run notes notes_bench >"$OUT/notes.md"
 python3 - "$OUT" <<'PY'
 import json, sys, datetime, pathlib
 out = pathlib.Path(sys.argv[1])
@@ -55,6 +58,9 @@ for r in rows:
     md.append("")
 md.append("#### The same saga by hand and on Temporal (`cargo run --release --example saga_compare -- --sagas 30`)\n")
 md.append((out / "saga-compare.md").read_text().strip() + "\n")
+md.append("#### Notes gateway fan-out (`cargo run --release --example notes_bench`)\n")
+notes = (out / "notes.md").read_text().strip().splitlines()
+md.append("\n".join(l.replace("# ", "##### ", 1) if l.startswith("#") else l for l in notes) + "\n")
 (out / "reference.md").write_text("\n".join(md))
 print("\n".join(md))
 PY

@@ -6,6 +6,7 @@
 #   scripts/stack.sh status   one line per service
 #   scripts/stack.sh env      the environment variables programs and tests read (eval-able)
 #   scripts/stack.sh restart-kafka   stop and start the broker (fault tests: nothing may be lost)
+#   scripts/stack.sh stop-kafka | start-kafka   the same in two steps (an outage of a chosen length)
 #
 # With a Docker engine it runs scripts/compose.yaml; without one (CI, this project's machines) it runs
 # the Debian packages and a Kafka assembled from Maven Central. CRUNCAN_STACK=native|docker forces one.
@@ -386,11 +387,25 @@ restart_kafka() {
   kafka_up
 }
 
+stop_kafka() {
+  if use_docker; then compose stop kafka; return; fi
+  pid_alive "$RUN/kafka.pid" || die "the broker on port $KAFKA_PORT was not started by this checkout"
+  stop_pid Kafka "$RUN/kafka.pid"
+}
+
+start_kafka() {
+  mkdir -p "$LOGS" "$RUN"
+  if use_docker; then compose up -d --wait kafka; return; fi
+  kafka_up
+}
+
 case "${1:-}" in
   up) up ;;
   restart-kafka) restart_kafka ;;
+  stop-kafka) stop_kafka ;;
+  start-kafka) start_kafka ;;
   down) down ;;
   status) status ;;
   env) print_env ;;
-  *) echo "usage: $0 up|down|status|env|restart-kafka" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|restart-kafka|stop-kafka|start-kafka" >&2; exit 2 ;;
 esac

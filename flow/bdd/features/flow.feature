@@ -15,6 +15,15 @@ Feature: The whole flow loses nothing
     When 200 requests are posted while the Kafka broker restarts
     Then every accepted request id reaches the third party
 
+  @serial
+  Scenario: With the broker down, service one stays ready and its outbox holds what it accepts
+    When the Kafka broker is stopped
+    And 40 requests are posted
+    Then service one is ready and accepted all 40
+    And the outbox holds at least 40 unsent messages
+    When the Kafka broker is started again
+    Then all of them reach the third party
+
   Scenario: Nothing accepted is lost when service two restarts mid-way
     When 200 requests are posted while service two restarts
     Then every accepted request id reaches the third party

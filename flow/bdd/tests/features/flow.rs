@@ -66,3 +66,42 @@ pub(crate) async fn none_lost(w: &mut FlowWorld) {
         w.accepted.len()
     );
 }
+
+fn stack(command: &'static str) -> tokio::task::JoinHandle<std::io::Result<std::process::ExitStatus>> {
+    let script = format!("{}/../../scripts/stack.sh", env!("CARGO_MANIFEST_DIR"));
+    tokio::task::spawn_blocking(move || Command::new("bash").args([script.as_str(), command]).status())
+}
+
+#[when("the Kafka broker is stopped")]
+pub(crate) async fn broker_stopped(_w: &mut FlowWorld) {
+    assert!(stack("stop-kafka").await.unwrap().unwrap().success(), "stopping the broker failed");
+}
+
+#[when("the Kafka broker is started again")]
+pub(crate) async fn broker_started(_w: &mut FlowWorld) {
+    assert!(stack("start-kafka").await.unwrap().unwrap().success(), "starting the broker failed");
+}
+
+#[when(expr = "{int} requests are posted")]
+pub(crate) async fn post_n(w: &mut FlowWorld, n: usize) {
+    post_accepted(w, n).await;
+}
+
+#[then(expr = "service one is ready and accepted all {int}")]
+pub(crate) async fn one_ready_and_accepting(w: &mut FlowWorld, n: usize) {
+    assert_eq!(w.accepted.len(), n, "the broker is not part of one's readiness: every request is 201");
+    let ready = reqwest::get(format!("{}/readyz", w.one().base)).await.unwrap();
+    assert_eq!(ready.status(), 200, "one stays ready while the broker is away");
+}
+
+#[then(expr = "the outbox holds at least {int} unsent messages")]
+pub(crate) async fn outbox_holds(w: &mut FlowWorld, n: i64) {
+    let pending = w.count("SELECT count(*) FROM outbox WHERE sent_at IS NULL", None).await;
+    assert!(pending >= n, "expected at least {n} unsent outbox rows, saw {pending}");
+}
+
+#[then("all of them reach the third party")]
+pub(crate) async fn all_reach(w: &mut FlowWorld) {
+    assert!(!w.accepted.is_empty(), "nothing was accepted");
+    w.wait_received(&w.accepted.clone(), Duration::from_secs(180)).await;
+}
