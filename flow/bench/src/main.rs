@@ -1,6 +1,11 @@
 //! `bench`: runs the benchmark scenarios against release builds of one, two and the stub, and
 //! beside them the limits (pgbench running one's transaction, a bare axum handler, rdkafka alone,
 //! the stub's own HTTP rate). `make bench` runs it; `make bench-quick` in about a minute.
+//!
+//! Why this file is long (~450 lines): `run` is the benchmark's script, the scenarios in the order
+//! they run, sharing the processes they start and the figures they collect; read top to bottom it
+//! is one story, and cutting it into files would make a reader jump between them to follow one
+//! run. The pieces that stand alone live in `e2e`, `limits`, `procs` and `report`.
 
 mod e2e;
 mod limits;
