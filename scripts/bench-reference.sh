@@ -45,15 +45,23 @@ for r in rows:
     name = r.pop("bench")
     md.append(f"#### {titles.get(name, name)}\n")
     if name == "services":
+        # {setup: {layer: {figure: value}}} -> one row per setup and layer
         layers = r["layers"]
-        cols = sorted({k for v in layers.values() for k in v})
-        md.append("| setup | " + " | ".join(cols) + " |")
-        md.append("|---|" + "---:|" * len(cols))
-        for setup, v in layers.items():
-            md.append(f"| {setup} | " + " | ".join(str(v.get(c, "")) for c in cols) + " |")
+        cols = sorted({k for v in layers.values() for f in v.values() for k in f})
+        md.append("| dependency | layer | " + " | ".join(cols) + " |")
+        md.append("|---|---|" + "---:|" * len(cols))
+        for setup, by_layer in layers.items():
+            for layer, f in by_layer.items():
+                md.append(f"| {setup} | {layer} | " + " | ".join(str(f.get(c, "")) for c in cols) + " |")
     else:
+        def flat(d, prefix=""):
+            for k, v in d.items():
+                if isinstance(v, dict):
+                    yield from flat(v, f"{prefix}{k}.")
+                else:
+                    yield f"{prefix}{k}", v
         md.append("| figure | value |\n|---|---:|")
-        for k, v in r.items():
+        for k, v in flat(r):
             md.append(f"| `{k}` | {v} |")
     md.append("")
 md.append("#### The same saga by hand and on Temporal (`cargo run --release --example saga_compare -- --sagas 30`)\n")
