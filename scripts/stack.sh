@@ -376,20 +376,13 @@ status() {
 }
 
 restart_kafka() {
-  mkdir -p "$LOGS" "$RUN"
-  if use_docker; then
-    compose restart kafka
-    compose up -d --wait kafka
-    return
-  fi
-  pid_alive "$RUN/kafka.pid" || die "the broker on port $KAFKA_PORT was not started by this checkout; restart it where it was started"
-  stop_pid Kafka "$RUN/kafka.pid"
-  kafka_up
+  stop_kafka
+  start_kafka
 }
 
 stop_kafka() {
   if use_docker; then compose stop kafka; return; fi
-  pid_alive "$RUN/kafka.pid" || die "the broker on port $KAFKA_PORT was not started by this checkout"
+  pid_alive "$RUN/kafka.pid" || die "the broker on port $KAFKA_PORT was not started by this checkout; stop it where it was started"
   stop_pid Kafka "$RUN/kafka.pid"
 }
 

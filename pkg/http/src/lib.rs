@@ -64,7 +64,12 @@ impl ErrorBody {
 
 /// An error response: `status` with an [`ErrorBody`] as `application/problem+json`.
 pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = ErrorBody::new(status, code, message);
+    problem_response(status, ErrorBody::new(status, code, message))
+}
+
+/// `status` with `body` as `application/problem+json`: for an [`ErrorBody`] with extension
+/// members of its own (e.g. the current version of a resource a stale edit missed).
+pub fn problem_response(status: StatusCode, body: impl Serialize) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(PROBLEM_JSON));
     response

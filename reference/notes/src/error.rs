@@ -98,22 +98,12 @@ impl IntoResponse for ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict { code, current_version, .. } => {
                 // The problem body, with the version the client must re-read as one more member.
-                let mut response = json_error(StatusCode::CONFLICT, code, this.to_string());
+                let problem = cruncan_http::ErrorBody::new(StatusCode::CONFLICT, code, this.to_string());
+                let mut body = serde_json::to_value(problem).unwrap_or_default();
                 if let Some(v) = current_version {
-                    let mut body = serde_json::to_value(cruncan_http::ErrorBody::new(
-                        StatusCode::CONFLICT,
-                        code,
-                        this.to_string(),
-                    ))
-                    .unwrap_or_default();
                     body["current_version"] = (*v).into();
-                    response = (StatusCode::CONFLICT, axum::Json(body)).into_response();
-                    response.headers_mut().insert(
-                        axum::http::header::CONTENT_TYPE,
-                        axum::http::HeaderValue::from_static(cruncan_http::PROBLEM_JSON),
-                    );
                 }
-                return response;
+                return cruncan_http::problem_response(StatusCode::CONFLICT, body);
             }
             Self::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_reference"),
             Self::Unavailable(e) => {
