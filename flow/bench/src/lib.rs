@@ -1,6 +1,8 @@
 //! The measuring parts of `make bench`: latency histograms (hdrhistogram), the load generators
 //! (closed loop with a fixed number of connections, open loop at a fixed rate), and the report.
 
+pub mod pgbench;
+
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use std::time::{Duration, Instant};

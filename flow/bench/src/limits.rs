@@ -5,7 +5,7 @@
 
 use crate::procs::wait_http;
 use anyhow::Context as _;
-use flow_bench::{Op, Run, closed_loop, percentiles_of};
+use flow_bench::{Op, Run, closed_loop, pgbench};
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -92,48 +92,15 @@ pub fn pgbench_setup(stamp: &str) -> anyhow::Result<PgBench> {
 
 /// Runs pgbench; returns (transactions per second, [p50, p90, p99, max] ms from its log).
 pub fn pgbench(pg: &PgBench, clients: usize, secs: u64, out: &Path) -> anyhow::Result<(f64, [f64; 4])> {
-    let prefix = out.join(format!("pgbench-{clients}"));
-    let output = Command::new("pgbench")
-        .args(["-n", "-h", "127.0.0.1", "-p", "15432", "-U", "postgres"])
-        .args(["-c", &clients.to_string(), "-j", &clients.min(2).to_string(), "-T", &secs.to_string()])
-        .arg("-f")
-        .arg(&pg.script)
-        .args(["--log", "--log-prefix"])
-        .arg(&prefix)
-        .arg(&pg.db)
-        .env("PGPASSWORD", "postgres")
-        .output()
-        .context("running pgbench")?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(
-        output.status.success(),
-        "pgbench failed: {}{}",
-        text,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let tps = text
-        .lines()
-        .find(|l| l.starts_with("tps ="))
-        .and_then(|l| l.split_whitespace().nth(2)?.parse::<f64>().ok())
-        .context("no tps in pgbench output")?;
-    // Per-transaction log lines: client_id transaction_no latency_us script_no epoch epoch_us.
-    let mut samples = Vec::new();
-    for entry in std::fs::read_dir(out)? {
-        let path = entry?.path();
-        if path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(&format!("pgbench-{clients}.")))
-        {
-            for line in std::fs::read_to_string(&path)?.lines() {
-                if let Some(us) = line.split_whitespace().nth(2).and_then(|v| v.parse::<u64>().ok()) {
-                    samples.push(us);
-                }
-            }
-            std::fs::remove_file(&path)?;
-        }
-    }
-    Ok((tps, percentiles_of(&samples)?))
+    let target = pgbench::Target {
+        host: "127.0.0.1".into(),
+        port: 15432,
+        user: "postgres".into(),
+        password: "postgres".into(),
+        database: pg.db.clone(),
+    };
+    let run = pgbench::run(&target, &pg.script, clients, secs, out)?;
+    Ok((run.per_second, run.latency_ms))
 }
 
 /// Produces `n` one-request events with rdkafka alone; returns messages per second.

@@ -6,9 +6,13 @@
 //! - errors as RFC 9457 problem details ([`ErrorBody`], [`json_error`]);
 //! - JSON 404 and 405 (keeping `Allow`) instead of axum's empty bodies;
 //! - `/healthz` and `/readyz` routes; [`serve`] with graceful shutdown;
-//! - [`client::send_traced`]: outgoing requests in client spans that carry the trace.
+//! - [`client::send_traced`]: outgoing requests in client spans that carry the trace;
+//! - [`IdempotencyKeyHeader`]: the `Idempotency-Key` header, checked at the edge.
 
 pub mod client;
+mod idempotency;
+
+pub use idempotency::{IdempotencyKeyHeader, InvalidIdempotencyKey};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};

@@ -3,6 +3,7 @@
 //! ([`Money`]), never floats, and every step is addressed by an [`IdempotencyKey`].
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use std::fmt;
 use uuid::Uuid;
 
@@ -113,6 +114,24 @@ fn to_minor_units(price: f64) -> Option<Money> {
 // ANCHOR_END: validate
 
 impl NewOrder {
+    /// SHA-256 of the validated order (user and lines, prices in minor units): the same order
+    /// with its fields in another order, other whitespace or extra unknown fields is the same.
+    pub fn fingerprint(&self) -> Vec<u8> {
+        // Strings length-prefixed, numbers fixed-width: no two orders hash the same bytes.
+        fn text(hash: &mut Sha256, s: &str) {
+            hash.update((s.len() as u64).to_be_bytes());
+            hash.update(s.as_bytes());
+        }
+        let mut hash = Sha256::new();
+        text(&mut hash, &self.user_id);
+        for item in &self.items {
+            text(&mut hash, &item.product_id);
+            hash.update(item.quantity.to_be_bytes());
+            hash.update(item.price.0.to_be_bytes());
+        }
+        hash.finalize().to_vec()
+    }
+
     /// Sum of price × quantity of every line.
     pub fn total(&self) -> Money {
         Money(self.items.iter().map(|i| i.price.0 * i64::from(i.quantity)).sum())

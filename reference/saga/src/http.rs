@@ -2,16 +2,16 @@
 //! `GET /orders/{id}`, `/healthz`, `/readyz`.
 
 use crate::domain::{CreateOrderBody, OrderItem, ValidationError};
-use crate::orchestrator::Orchestrator;
+use crate::orchestrator::{Orchestrator, Started};
 use crate::state::{SagaRecord, SagaStatus, StepRecord};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use cruncan_http::{ReadinessCheck, json_error};
+use cruncan_http::{IdempotencyKeyHeader, InvalidIdempotencyKey, ReadinessCheck, json_error};
 use serde::Serialize;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -43,6 +43,12 @@ pub enum ApiError {
     /// Only a parked (`failed`) saga can be retried.
     #[error("saga {0} is {1}, not failed: only a parked saga can be retried")]
     NotParked(Uuid, &'static str),
+    /// A bad `Idempotency-Key` header.
+    #[error(transparent)]
+    InvalidIdempotencyKey(#[from] InvalidIdempotencyKey),
+    /// The `Idempotency-Key` started a saga for another order.
+    #[error("Idempotency-Key was already used with a different order")]
+    KeyReused,
     /// The saga store cannot be reached; retry later (details logged, never sent).
     #[error("the service is temporarily unavailable; retry later")]
     Unavailable(#[source] anyhow::Error),
@@ -56,6 +62,8 @@ impl IntoResponse for ApiError {
             Self::InvalidId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),
             Self::NotFound(..) => (StatusCode::NOT_FOUND, "not_found"),
             Self::NotParked(..) => (StatusCode::CONFLICT, "not_parked"),
+            Self::InvalidIdempotencyKey(_) => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+            Self::KeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
         match &self {
@@ -156,19 +164,31 @@ pub fn router(state: AppState) -> Router {
 // ANCHOR_END: router
 
 // ANCHOR: create_order
-/// Validates the order, stores its saga and answers `202` at once; the saga runs on.
+/// Validates the order, stores its saga and answers `202` at once; the saga runs on. With an
+/// `Idempotency-Key` used before for the same order, answers that saga (its current status, and
+/// `idempotent-replayed: true`) and starts nothing.
 pub async fn create_order(
     State(state): State<AppState>,
+    key: Result<IdempotencyKeyHeader, InvalidIdempotencyKey>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let IdempotencyKeyHeader(key) = key?;
     let body = body.map_err(|e| ApiError::Malformed(e.body_text()))?;
     let mut json = serde_json::Deserializer::from_slice(&body);
     let parsed: CreateOrderBody = serde_path_to_error::deserialize(&mut json)
         .map_err(|e| ApiError::Malformed(format!("{}: {}", e.path(), e.inner())))?;
     let order = parsed.validate()?;
-    let saga = state.orchestrator.start(order).await.map_err(ApiError::Unavailable)?;
+    let (saga, replayed) = match state.orchestrator.start(order, key).await.map_err(ApiError::Unavailable)? {
+        Started::New(saga) => (saga, false),
+        Started::Replayed(saga) => (saga, true),
+        Started::KeyReused => return Err(ApiError::KeyReused),
+    };
     let accepted = Accepted { saga_id: saga.id(), order_id: saga.input.order_id, status: saga.status };
-    Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
+    let mut response = (StatusCode::ACCEPTED, axum::Json(accepted)).into_response();
+    if replayed {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 // ANCHOR_END: create_order
 

@@ -23,7 +23,7 @@ pub mod store;
 
 pub use app::{App, build};
 pub use config::Settings;
-pub use orchestrator::{KillHook, KillPoint, Orchestrator, OrchestratorConfig, Phase};
+pub use orchestrator::{KillHook, KillPoint, Orchestrator, OrchestratorConfig, Phase, Started};
 
 /// The migrations of every participant's schema and of the saga state.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

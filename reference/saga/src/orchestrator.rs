@@ -14,7 +14,7 @@ use crate::domain::{NewOrder, OrderSaga, Step};
 pub use crate::killpoint::{KillHook, KillPoint, Phase};
 use crate::participants::{Participants, StepError};
 use crate::state::{SagaRecord, SagaStatus, StepState};
-use crate::store::SagaStore;
+use crate::store::{ClientKey, Inserted, SagaStore};
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 use cruncan_shutdown::Shutdown;
 use opentelemetry::KeyValue;
@@ -138,6 +138,17 @@ impl std::fmt::Debug for Orchestrator {
     }
 }
 
+/// What [`Orchestrator::start`] did with an order.
+#[derive(Debug)]
+pub enum Started {
+    /// A new saga, running.
+    New(SagaRecord),
+    /// The idempotency key started this saga before, for the same order: nothing new started.
+    Replayed(SagaRecord),
+    /// The idempotency key started a saga before for another order: refused.
+    KeyReused,
+}
+
 impl Orchestrator {
     /// A replica over `pool` (saga state) calling `participants`, with a unique owner id.
     pub fn new(pool: PgPool, participants: Participants, cfg: OrchestratorConfig) -> Self {
@@ -172,28 +183,33 @@ impl Orchestrator {
     /// Stores a new saga for `order`, leased to this replica, without driving it.
     pub async fn accept(&self, order: NewOrder) -> anyhow::Result<SagaRecord> {
         let record = SagaRecord::new(OrderSaga::new(order));
-        self.store.insert(&record, Some((&self.owner, self.cfg.lease))).await?;
+        self.store.insert(&record, Some((&self.owner, self.cfg.lease)), None).await?;
         Ok(record)
     }
 
     // ANCHOR: start
     /// Accepts `order` and drives its saga in the background. With every slot busy the saga is
-    /// stored unclaimed, and this replica (or another) claims it when a slot frees.
-    pub async fn start(self: &Arc<Self>, order: NewOrder) -> anyhow::Result<SagaRecord> {
-        let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
-            let record = SagaRecord::new(OrderSaga::new(order));
-            self.store.insert(&record, None).await?;
-            return Ok(record);
-        };
-        let record = self.accept(order).await?;
-        let this = Arc::clone(self);
-        let driven = record.clone();
-        tokio::spawn(async move {
-            this.drive_logged(driven).await;
-            drop(permit);
-            this.wake.notify_one();
-        });
-        Ok(record)
+    /// stored unclaimed, and this replica (or another) claims it when a slot frees. With an
+    /// idempotency key seen before, starts nothing: the first saga of that key is the answer.
+    pub async fn start(self: &Arc<Self>, order: NewOrder, key: Option<String>) -> anyhow::Result<Started> {
+        let key = key.map(|key| ClientKey { request_hash: order.fingerprint(), key });
+        let record = SagaRecord::new(OrderSaga::new(order));
+        let permit = Arc::clone(&self.slots).try_acquire_owned().ok();
+        let lease = permit.as_ref().map(|_| (self.owner.as_str(), self.cfg.lease));
+        if let Inserted::Existing(first, hash) = self.store.insert(&record, lease, key.as_ref()).await? {
+            let same_order = key.is_some_and(|k| k.request_hash == hash);
+            return Ok(if same_order { Started::Replayed(*first) } else { Started::KeyReused });
+        }
+        if let Some(permit) = permit {
+            let this = Arc::clone(self);
+            let driven = record.clone();
+            tokio::spawn(async move {
+                this.drive_logged(driven).await;
+                drop(permit);
+                this.wake.notify_one();
+            });
+        }
+        Ok(Started::New(record))
     }
     // ANCHOR_END: start
 

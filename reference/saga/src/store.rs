@@ -22,6 +22,7 @@ struct Row {
     steps: Json<Vec<StepRecord>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    request_hash: Option<Vec<u8>>,
 }
 
 impl TryFrom<Row> for SagaRecord {
@@ -37,7 +38,25 @@ impl TryFrom<Row> for SagaRecord {
     }
 }
 
-const COLUMNS: &str = "status, input, steps, created_at, updated_at";
+const COLUMNS: &str = "status, input, steps, created_at, updated_at, request_hash";
+
+/// A client's `Idempotency-Key` and the fingerprint of the order it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKey {
+    /// The header's value.
+    pub key: String,
+    /// [`NewOrder::fingerprint`](crate::domain::NewOrder::fingerprint) of the order.
+    pub request_hash: Vec<u8>,
+}
+
+/// What [`SagaStore::insert`] did.
+#[derive(Debug)]
+pub enum Inserted {
+    /// The saga is stored.
+    New,
+    /// A saga with the same client key exists: it, and the fingerprint of the order it came with.
+    Existing(Box<SagaRecord>, Vec<u8>),
+}
 
 /// A write found the lease taken by another replica: stop driving this saga.
 #[derive(Debug, thiserror::Error)]
@@ -60,12 +79,22 @@ impl SagaStore {
         Self { pool }
     }
 
+    // ANCHOR: insert
     /// Inserts a new saga, leased to `owner` for `lease` when given (the replica that accepted
-    /// it drives it at once), else left for any replica to claim.
-    pub async fn insert(&self, record: &SagaRecord, owner: Option<(&str, Duration)>) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO saga.sagas (id, order_id, status, input, steps, lease_owner, lease_until)
-             VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))",
+    /// it drives it at once), else left for any replica to claim. With a client key already
+    /// used, inserts nothing and returns the saga that key started (the unique index decides,
+    /// so two concurrent requests with one key cannot both start a saga).
+    pub async fn insert(
+        &self,
+        record: &SagaRecord,
+        owner: Option<(&str, Duration)>,
+        client_key: Option<&ClientKey>,
+    ) -> anyhow::Result<Inserted> {
+        let inserted = sqlx::query(
+            "INSERT INTO saga.sagas (id, order_id, status, input, steps, lease_owner, lease_until,
+                                     client_key, request_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8, $9)
+             ON CONFLICT (client_key) DO NOTHING",
         )
         .bind(record.id())
         .bind(record.input.order_id)
@@ -74,11 +103,24 @@ impl SagaStore {
         .bind(Json(&record.steps))
         .bind(owner.map(|(o, _)| o))
         .bind(owner.map(|(_, l)| secs(l)))
+        .bind(client_key.map(|k| k.key.as_str()))
+        .bind(client_key.map(|k| k.request_hash.as_slice()))
         .execute(&self.pool)
         .await
-        .context("inserting saga")?;
-        Ok(())
+        .context("inserting saga")?
+        .rows_affected();
+        let Some(key) = client_key.filter(|_| inserted == 0) else { return Ok(Inserted::New) };
+        let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM saga.sagas WHERE client_key = $1"
+        )))
+        .bind(&key.key)
+        .fetch_one(&self.pool)
+        .await
+        .context("reading the saga of an idempotency key")?;
+        let hash = row.request_hash.clone().unwrap_or_default();
+        Ok(Inserted::Existing(Box::new(SagaRecord::try_from(row)?), hash))
     }
+    // ANCHOR_END: insert
 
     // ANCHOR: claim
     /// Claims up to `limit` unfinished sagas whose lease is free or expired (their replica died),

@@ -7,7 +7,7 @@ use crate::intake::IntakeError;
 use crate::repo::RepoError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cruncan_http::json_error;
+use cruncan_http::{InvalidIdempotencyKey, json_error};
 use std::sync::Arc;
 
 // ANCHOR: api_error
@@ -33,8 +33,8 @@ pub enum ApiError {
     #[error("{0} is not a request id (20 decimal digits)")]
     InvalidId(String),
     /// A bad `Idempotency-Key` header.
-    #[error("Idempotency-Key must be 1 to 255 visible ASCII characters")]
-    InvalidIdempotencyKey,
+    #[error(transparent)]
+    InvalidIdempotencyKey(#[from] InvalidIdempotencyKey),
     /// The key was used before with another body.
     #[error("Idempotency-Key was already used with a different request body")]
     KeyReused,
@@ -53,7 +53,7 @@ impl ApiError {
             Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             Self::Validation(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
             Self::InvalidId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),
-            Self::InvalidIdempotencyKey => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+            Self::InvalidIdempotencyKey(_) => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

@@ -4,8 +4,7 @@
 use super::{ApiError, AppState};
 use crate::domain::{NewRequest, ValidationError};
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use cruncan_model::OneRequest;
 
@@ -55,22 +54,3 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let json = mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
     if json { Ok(()) } else { Err(ApiError::UnsupportedMediaType) }
 }
-
-// ANCHOR: idempotency_key
-/// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters, or a 400.
-#[derive(Debug)]
-pub struct IdempotencyKeyHeader(pub Option<String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let Some(raw) = parts.headers.get("idempotency-key") else { return Ok(Self(None)) };
-        let key = raw.to_str().map_err(|_| ApiError::InvalidIdempotencyKey)?;
-        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ApiError::InvalidIdempotencyKey);
-        }
-        Ok(Self(Some(key.to_owned())))
-    }
-}
-// ANCHOR_END: idempotency_key

@@ -1,6 +1,6 @@
 //! The handlers: typed input in (extractors did the checking), a response out.
 
-use super::extract::{IdempotencyKeyHeader, ValidRequest};
+use super::extract::ValidRequest;
 use super::{AcceptedId, ApiError, AppState};
 use crate::domain::CreatedBody;
 use crate::intake::Accepted;
@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use cruncan_http::ErrorBody;
+use cruncan_http::{ErrorBody, IdempotencyKeyHeader, InvalidIdempotencyKey};
 use cruncan_id::Id;
 use cruncan_model::OneRequest;
 use serde::Serialize;
@@ -57,9 +57,10 @@ pub struct StoredBody {
 // ANCHOR_END: openapi_path
 pub async fn create_request(
     State(state): State<AppState>,
-    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
+    key: Result<IdempotencyKeyHeader, InvalidIdempotencyKey>,
     ValidRequest(request): ValidRequest,
 ) -> Result<Response, ApiError> {
+    let IdempotencyKeyHeader(key) = key?;
     let accepted = state.intake.accept(request, key).await?;
     Ok(created_response(accepted))
 }

@@ -26,6 +26,20 @@ impl TestApp {
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
+    /// `POST /orders` with an `Idempotency-Key`: status, whether it was a replay, body.
+    async fn post_keyed(&self, key: &str, body: &Value) -> (u16, bool, Value) {
+        let r = self
+            .http
+            .post(format!("{}/orders", self.base))
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let replayed = r.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
+        (r.status().as_u16(), replayed, r.json().await.unwrap())
+    }
+
     async fn get(&self, path: &str) -> (u16, Value) {
         let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
         (r.status().as_u16(), r.json().await.unwrap())
@@ -110,6 +124,50 @@ async fn post_orders_answers_202_and_the_saga_and_order_can_be_followed() {
     let (status, order) = app.get(&format!("/orders/{}", accepted["order_id"].as_str().unwrap())).await;
     assert_eq!(status, 200);
     assert_eq!((order["status"].as_str(), order["total"].as_i64()), (Some("confirmed"), Some(20_050)));
+}
+
+#[tokio::test]
+async fn an_idempotency_key_starts_one_saga_however_often_and_concurrently_it_is_sent() {
+    let database = test_db_settings().await;
+    let pool = database.lazy_pool();
+    let app = spawn_app_with(database).await;
+    let order = json!({"user_id": "u", "items": [{"product_id": "product_3", "quantity": 4, "price": 2.5}]});
+    // The same order: fields in another order, an unknown field, other number spelling.
+    let same = json!({"items": [{"price": 2.50, "quantity": 4, "product_id": "product_3"}], "user_id": "u", "note": "retry"});
+    let sends = (0..8).map(|i| app.post_keyed("order-7", if i % 2 == 0 { &order } else { &same }));
+    let answers = futures::future::join_all(sends).await;
+    assert!(answers.iter().all(|(status, ..)| *status == 202), "{answers:?}");
+    let first = &answers[0].2["saga_id"];
+    assert!(
+        answers.iter().all(|(_, _, body)| &body["saga_id"] == first),
+        "one saga for one key: {answers:?}"
+    );
+    assert_eq!(answers.iter().filter(|(_, replayed, _)| *replayed).count(), 7, "{answers:?}");
+
+    // After it ended, a retry still answers that saga, with its status now.
+    let saga_id = first.as_str().unwrap();
+    assert_eq!(app.ended(saga_id).await["status"], "completed");
+    let (status, replayed, body) = app.post_keyed("order-7", &same).await;
+    assert_eq!(
+        (status, replayed, body["saga_id"].as_str(), body["status"].as_str()),
+        (202, true, Some(saga_id), Some("completed"))
+    );
+
+    // The key with another order is refused, naming the header; a bad key is a 400.
+    let other = json!({"user_id": "u", "items": [{"product_id": "product_3", "quantity": 5, "price": 2.5}]});
+    let (status, _, body) = app.post_keyed("order-7", &other).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("idempotency_key_reused")), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("Idempotency-Key"), "{body}");
+    let (status, _, body) = app.post_keyed("two words", &order).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_idempotency_key")), "{body}");
+
+    let sagas: i64 = sqlx::query_scalar("SELECT count(*) FROM saga.sagas").fetch_one(&pool).await.unwrap();
+    assert_eq!(sagas, 1);
+    assert_eq!(stock(&pool, "product_3").await, 196, "reserved once: 200 - 4");
+    // A different key is a different order.
+    let (status, replayed, body) = app.post_keyed("order-8", &order).await;
+    assert_eq!((status, replayed), (202, false));
+    assert_ne!(&body["saga_id"], first);
 }
 
 #[tokio::test]

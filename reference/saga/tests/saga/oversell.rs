@@ -23,7 +23,7 @@ async fn two_hundred_concurrent_orders_for_fifty_units_sell_exactly_fifty() {
     // 200 clients at once, half through each replica; each wants one of product_2's 50 units.
     let starts = (0..200).map(|i| {
         let via = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
-        async move { via.start(order(&format!("user-{i}"), &[("product_2", 1, 3.0)])).await.unwrap() }
+        async move { via.start(order(&format!("user-{i}"), &[("product_2", 1, 3.0)]), None).await.unwrap() }
     });
     let sagas = futures::future::join_all(starts).await;
     assert_eq!(sagas.len(), 200);
