@@ -7,12 +7,15 @@
 //! - JSON 404 and 405 (keeping `Allow`) instead of axum's empty bodies;
 //! - `/healthz` and `/readyz` routes; [`serve`] with graceful shutdown;
 //! - [`client::send_traced`]: outgoing requests in client spans that carry the trace;
-//! - [`IdempotencyKeyHeader`]: the `Idempotency-Key` header, checked at the edge.
+//! - extractors that check at the edge: [`ValidJson`] (a typed JSON body or a problem naming the
+//!   field) and [`IdempotencyKeyHeader`].
 
 pub mod client;
 mod idempotency;
+mod json;
 
 pub use idempotency::{IdempotencyKeyHeader, InvalidIdempotencyKey};
+pub use json::{JsonRejection, ValidJson};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};

@@ -9,12 +9,6 @@ use cruncan_http::json_error;
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// The body is not JSON.
-    #[error("request body is not valid JSON: {0}")]
-    MalformedJson(String),
-    /// Not `Content-Type: application/json`.
-    #[error("Content-Type must be application/json")]
-    UnsupportedMediaType,
     /// A field is missing or out of bounds; the message names it.
     #[error("{field}: {message}")]
     Validation {
@@ -90,8 +84,6 @@ impl IntoResponse for ApiError {
             other => other,
         };
         let (status, code) = match &this {
-            Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
-            Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::Validation { .. } => (StatusCode::BAD_REQUEST, "validation_failed"),
             Self::Auth(_) => (StatusCode::UNAUTHORIZED, "invalid_token"), // answered above
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),

@@ -12,7 +12,6 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod gateway;
-pub mod json;
 pub mod notes;
 pub mod outbox;
 pub mod users;

@@ -16,8 +16,8 @@ use crate::auth::Issuer;
 use crate::domain::{UserId, UserName};
 use crate::error::ApiError;
 use crate::events::UserCreated;
-use crate::json::ValidJson;
 use crate::outbox::{Relay, enqueue};
+use cruncan_http::ValidJson;
 
 /// What the user service's handlers share.
 #[derive(Clone)]

@@ -5,13 +5,13 @@ use crate::domain::{CreateOrderBody, OrderItem, ValidationError};
 use crate::orchestrator::{Orchestrator, Started};
 use crate::state::{SagaRecord, SagaStatus, StepRecord};
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use cruncan_http::{IdempotencyKeyHeader, InvalidIdempotencyKey, ReadinessCheck, json_error};
+use cruncan_http::{
+    IdempotencyKeyHeader, InvalidIdempotencyKey, JsonRejection, ReadinessCheck, ValidJson, json_error,
+};
 use serde::Serialize;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -28,9 +28,9 @@ pub struct AppState {
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// Not JSON, or JSON of the wrong shape; names the field.
-    #[error("{0}")]
-    Malformed(String),
+    /// Not JSON, not `application/json`, or JSON of the wrong shape (names the field).
+    #[error(transparent)]
+    Body(#[from] JsonRejection),
     /// A field failed validation.
     #[error(transparent)]
     Validation(#[from] ValidationError),
@@ -57,7 +57,7 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
-            Self::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            Self::Body(rejection) => rejection.status_and_code(),
             Self::Validation(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
             Self::InvalidId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),
             Self::NotFound(..) => (StatusCode::NOT_FOUND, "not_found"),
@@ -170,13 +170,10 @@ pub fn router(state: AppState) -> Router {
 pub async fn create_order(
     State(state): State<AppState>,
     key: Result<IdempotencyKeyHeader, InvalidIdempotencyKey>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<ValidJson<CreateOrderBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let IdempotencyKeyHeader(key) = key?;
-    let body = body.map_err(|e| ApiError::Malformed(e.body_text()))?;
-    let mut json = serde_json::Deserializer::from_slice(&body);
-    let parsed: CreateOrderBody = serde_path_to_error::deserialize(&mut json)
-        .map_err(|e| ApiError::Malformed(format!("{}: {}", e.path(), e.inner())))?;
+    let ValidJson(parsed) = body?;
     let order = parsed.validate()?;
     let (saga, replayed) = match state.orchestrator.start(order, key).await.map_err(ApiError::Unavailable)? {
         Started::New(saga) => (saga, false),

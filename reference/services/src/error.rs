@@ -10,15 +10,6 @@ use cruncan_http::json_error;
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// The body is not JSON.
-    #[error("request body is not valid JSON: {0}")]
-    MalformedJson(String),
-    /// Not `Content-Type: application/json`.
-    #[error("Content-Type must be application/json")]
-    UnsupportedMediaType,
-    /// The body is over the limit.
-    #[error("request body is too large")]
-    TooLarge,
     /// A field is missing or out of bounds; the message names it.
     #[error("{field}: {message}")]
     Validation {
@@ -68,9 +59,6 @@ impl ApiError {
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
-            Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Validation { .. } => (StatusCode::BAD_REQUEST, "validation_failed"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),

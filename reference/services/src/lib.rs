@@ -16,7 +16,6 @@ pub mod config;
 pub mod deadline;
 pub mod error;
 pub mod gateway;
-pub mod json;
 pub mod orders;
 pub mod products;
 pub mod resilience;

@@ -205,6 +205,8 @@ async fn bad_input_is_a_400_naming_the_field_and_unknown_ids_are_404() {
         assert_eq!(status, 400, "{body}");
         assert!(error["detail"].as_str().unwrap().contains(field), "{body}: {error}");
     }
+    let r = app.http.post(format!("{}/orders", app.base)).body("{}").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 415, "an order must say it is JSON");
     let (status, _) = app.get("/sagas/not-a-uuid").await;
     assert_eq!(status, 400);
     let (status, error) = app.get(&format!("/sagas/{}", uuid::Uuid::new_v4())).await;

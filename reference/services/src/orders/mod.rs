@@ -7,7 +7,6 @@ pub mod sweeper;
 
 use crate::deadline::Deadline;
 use crate::error::ApiError;
-use crate::json::ValidJson;
 use crate::products::MAX_QUANTITY;
 use crate::users::path_id;
 use axum::extract::{Path, State};
@@ -16,6 +15,7 @@ use axum::response::IntoResponse as _;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use cruncan_http::ErrorBody;
+use cruncan_http::ValidJson;
 use place::{Line, Order, OrderRequest, PlaceError, Ports};
 use serde::Deserialize;
 pub use store::{MIGRATOR, PgOrders};

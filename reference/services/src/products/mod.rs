@@ -4,7 +4,6 @@
 mod store;
 
 use crate::error::ApiError;
-use crate::json::ValidJson;
 use crate::users::path_id;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -13,6 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use cruncan_http::ErrorBody;
+use cruncan_http::ValidJson;
 use serde::{Deserialize, Serialize};
 pub use store::{MIGRATOR, ProductStore, Reserve};
 use uuid::Uuid;

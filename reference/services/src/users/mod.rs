@@ -3,7 +3,6 @@
 mod store;
 
 use crate::error::ApiError;
-use crate::json::ValidJson;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse as _;
@@ -11,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use cruncan_http::ErrorBody;
+use cruncan_http::ValidJson;
 use serde::{Deserialize, Serialize};
 pub use store::{MIGRATOR, UserStore};
 use uuid::Uuid;
