@@ -30,9 +30,7 @@ say() { printf '\033[1mtemporal:\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[31mtemporal: %s\033[0m\n' "$*" >&2; exit 1; }
 
 print_env() {
-  # ANCHOR: print_env
   echo "export TEMPORAL_ADDRESS=127.0.0.1:$PORT"
-  # ANCHOR_END: print_env
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }

@@ -5,7 +5,6 @@
 use clap::Parser as _;
 use cruncan_telemetry::TelemetrySettings;
 
-// ANCHOR: main
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = email::Cli::parse();
@@ -19,4 +18,3 @@ async fn main() -> anyhow::Result<()> {
     })
     .await
 }
-// ANCHOR_END: main

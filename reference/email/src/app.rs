@@ -60,7 +60,6 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     build_with_mailer(settings, mailer).await
 }
 
-// ANCHOR: build
 /// Builds the service with `mailer`: database (created when configured, migrated), JetStream
 /// stream and consumer, Redis cache, relay, workers, the three bound listeners.
 pub async fn build_with_mailer(settings: Settings, mailer: Arc<dyn Mailer>) -> anyhow::Result<App> {
@@ -129,7 +128,6 @@ pub async fn build_with_mailer(settings: Settings, mailer: Arc<dyn Mailer>) -> a
         cache_stop,
     })
 }
-// ANCHOR_END: build
 
 /// The certificate files when configured, else a development CA and certificate made now.
 fn grpc_identity(settings: &Settings) -> anyhow::Result<(tonic::transport::Identity, Option<String>)> {

@@ -29,7 +29,6 @@ impl std::fmt::Debug for Cache {
 }
 
 impl Cache {
-    // ANCHOR: connect
     /// A cache for `s.url`. When Redis does not answer at start, reads go to PostgreSQL while a
     /// background task keeps connecting; once connected, the client reconnects by itself.
     pub fn new(
@@ -70,7 +69,6 @@ impl Cache {
         });
         Ok(cache)
     }
-    // ANCHOR_END: connect
 
     fn key(&self, id: EmailId) -> String {
         format!("{}{id}", self.prefix)

@@ -82,7 +82,6 @@ fn call_span<T>(req: &Request<T>, method: &str) -> tracing::Span {
 
 #[tonic::async_trait]
 impl EmailService for GrpcEmails {
-    // ANCHOR: grpc_create
     async fn create(&self, req: Request<pb::CreateRequest>) -> Result<Response<pb::CreateResponse>, Status> {
         let span = call_span(&req, "Create");
         let key = req.metadata().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -107,7 +106,6 @@ impl EmailService for GrpcEmails {
         let accepted = result?;
         Ok(Response::new(pb::CreateResponse { email_id: accepted.email_id.to_string() }))
     }
-    // ANCHOR_END: grpc_create
 
     async fn get_by_id(
         &self,

@@ -29,7 +29,6 @@ pub struct HttpState {
     pub metrics: Metrics,
 }
 
-// ANCHOR: api_error
 /// Every way a request can fail, each with its status; the message is fit for the client.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -96,7 +95,6 @@ impl IntoResponse for ApiError {
         response
     }
 }
-// ANCHOR_END: api_error
 
 /// `202` body.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -121,7 +119,6 @@ pub fn router(state: HttpState) -> Router {
 }
 // ANCHOR_END: router
 
-// ANCHOR: create_handler
 /// Accepts an email for sending.
 #[utoipa::path(
     post,
@@ -182,7 +179,6 @@ async fn create(
     }
     Ok((response, accepted.replayed))
 }
-// ANCHOR_END: create_handler
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -221,7 +217,6 @@ pub async fn get_email(
     Ok(axum::Json(email).into_response())
 }
 
-// ANCHOR: search_handler
 /// Full-text search over subject, addresses and body, best match first.
 #[utoipa::path(
     get,
@@ -249,7 +244,6 @@ pub async fn search_emails(
     let query = SearchQuery::new(params.get("search").cloned(), number("page")?, number("size")?)?;
     Ok(axum::Json(state.emails.search(&query).await?).into_response())
 }
-// ANCHOR_END: search_handler
 
 /// The OpenAPI document served at `/openapi.json`.
 #[derive(utoipa::OpenApi)]

@@ -16,7 +16,6 @@ pub const DLQ_SUBJECT: &str = "email.send.dlq";
 /// Header naming why a message was dead-lettered.
 pub const DLQ_REASON: &str = "Email-Dlq-Reason";
 
-// ANCHOR: event
 /// The `email.send` event: which email to send. The body stays in PostgreSQL, the source of
 /// truth the worker reads (and whose status it checks) before sending.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,7 +31,6 @@ pub struct SendEmail {
     /// When it was accepted.
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
-// ANCHOR_END: event
 
 // ANCHOR: stream_config
 /// Creates (or finds) the stream holding both subjects. File storage survives a server restart;

@@ -64,7 +64,6 @@ pub struct Replayed {
     pub dlq_reason: Option<String>,
 }
 
-// ANCHOR: replay
 /// Reads the history of `subject` (`email.send`, or `email.send.dlq`) in `stream` from `start`
 /// up to the message that was newest when the replay began (at most `limit`), without touching
 /// the workers' durable consumer.
@@ -102,4 +101,3 @@ pub async fn replay(
     }
     Ok(out)
 }
-// ANCHOR_END: replay

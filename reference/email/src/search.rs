@@ -16,7 +16,6 @@ pub const MAX_PAGE: i64 = 10_000;
 /// Longest search text, in characters.
 pub const MAX_SEARCH_CHARS: usize = 256;
 
-// ANCHOR: search_query
 /// A validated search: text (empty lists everything, newest first), page from 1, size 1..=100.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchQuery {
@@ -49,7 +48,6 @@ impl SearchQuery {
         Ok(Self { text: text.trim().to_owned(), page, size })
     }
 }
-// ANCHOR_END: search_query
 
 /// One page of results.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

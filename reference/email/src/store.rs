@@ -176,7 +176,6 @@ impl Store {
         row.map(email_from_row).transpose()
     }
 
-    // ANCHOR: status_updates
     /// `queued` → `sent`, counting the attempt; false when it was not `queued` any more.
     pub async fn mark_sent(&self, id: EmailId, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let updated = sqlx::query(
@@ -217,7 +216,6 @@ impl Store {
         .await?;
         Ok(())
     }
-    // ANCHOR_END: status_updates
 
     /// The last error of an email (tests and operators).
     pub async fn last_error(&self, id: EmailId) -> Result<Option<String>, StoreError> {

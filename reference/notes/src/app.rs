@@ -150,7 +150,6 @@ async fn database(
     Ok(pool)
 }
 
-// ANCHOR: build
 /// Builds the three parts: two databases (created when configured, migrated), the stream, the
 /// notes service's durable consumer, the signing key, the hub, and four bound listeners.
 pub async fn build(settings: Settings) -> anyhow::Result<App> {
@@ -235,7 +234,6 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         stop,
     })
 }
-// ANCHOR_END: build
 
 impl App {
     /// The user service's address.
@@ -267,7 +265,6 @@ impl App {
         &self.pools[1]
     }
 
-    // ANCHOR: run_until_stopped
     /// Serves until `shutdown`: then the sockets are closed with 1001 (clients resume elsewhere),
     /// the HTTP servers finish their requests, the relays publish what the last requests wrote,
     /// the consumer stops between messages.
@@ -320,5 +317,4 @@ impl App {
         tracing::info!("notes system stopped");
         first_error.map_or(Ok(()), Err)
     }
-    // ANCHOR_END: run_until_stopped
 }

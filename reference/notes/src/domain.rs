@@ -35,7 +35,6 @@ impl std::str::FromStr for UserId {
     }
 }
 
-// ANCHOR: user_name
 /// A user name: 1–32 characters of `a-z`, `0-9`, `-`, `_` (it is also the sign-in name).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -53,7 +52,6 @@ impl TryFrom<String> for UserName {
         Ok(Self(s))
     }
 }
-// ANCHOR_END: user_name
 
 impl From<UserName> for String {
     fn from(n: UserName) -> Self {

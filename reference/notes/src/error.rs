@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cruncan_http::json_error;
 
-// ANCHOR: api_error
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -52,7 +51,6 @@ pub enum ApiError {
     #[error("internal error")]
     Unexpected(#[source] anyhow::Error),
 }
-// ANCHOR_END: api_error
 
 impl ApiError {
     /// A validation error naming `field`.

@@ -46,7 +46,6 @@ pub fn participants(settings: &Settings, pool: &PgPool) -> anyhow::Result<Partic
     })
 }
 
-// ANCHOR: build
 /// Builds the orchestrator service: database (created when configured, migrated),
 /// participants, orchestrator, router and the bound listener.
 pub async fn build(settings: Settings) -> anyhow::Result<App> {
@@ -72,7 +71,6 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let drain = Duration::from_millis(settings.orchestrator.drain_timeout_ms);
     Ok(App { listener, router, orchestrator, pool, drain })
 }
-// ANCHOR_END: build
 
 impl App {
     /// The bound address.

@@ -74,7 +74,6 @@ pub struct NewOrder {
     pub items: Vec<OrderItem>,
 }
 
-// ANCHOR: validate
 impl CreateOrderBody {
     /// Checks every field; the error names the first bad one.
     pub fn validate(self) -> Result<NewOrder, ValidationError> {
@@ -111,7 +110,6 @@ fn to_minor_units(price: f64) -> Option<Money> {
     let exact = (price * 100.0 - cents).abs() < 1e-6;
     (price.is_finite() && exact && (0.0..=MAX_PRICE as f64).contains(&cents)).then_some(Money(cents as i64))
 }
-// ANCHOR_END: validate
 
 impl NewOrder {
     /// SHA-256 of the validated order (user and lines, prices in minor units): the same order
@@ -138,7 +136,6 @@ impl NewOrder {
     }
 }
 
-// ANCHOR: order_saga
 /// What every participant is told about the order: the saga's input, fixed when it starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderSaga {
@@ -153,7 +150,6 @@ pub struct OrderSaga {
     /// Amount to charge.
     pub total: Money,
 }
-// ANCHOR_END: order_saga
 
 impl OrderSaga {
     /// A new saga with fresh ids for `order`.

@@ -146,7 +146,6 @@ impl From<SagaRecord> for OrderView {
     }
 }
 
-// ANCHOR: router
 /// Every route of the orchestrator.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -161,9 +160,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(cruncan_http::json_method_not_allowed))
         .layer(axum::middleware::from_fn(cruncan_http::telemetry_middleware))
 }
-// ANCHOR_END: router
 
-// ANCHOR: create_order
 /// Validates the order, stores its saga and answers `202` at once; the saga runs on. With an
 /// `Idempotency-Key` used before for the same order, answers that saga (its current status, and
 /// `idempotent-replayed: true`) and starts nothing.
@@ -187,7 +184,6 @@ pub async fn create_order(
     }
     Ok(response)
 }
-// ANCHOR_END: create_order
 
 fn uuid(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::InvalidId(id.chars().take(64).collect()))

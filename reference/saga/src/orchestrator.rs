@@ -416,7 +416,6 @@ impl Orchestrator {
         );
     }
 
-    // ANCHOR: resume
     /// Claims up to `limit` sagas nobody holds (new, or left by a dead replica) and drives them
     /// to the end, concurrently. Returns each saga's outcome.
     pub async fn resume(&self, limit: i64) -> anyhow::Result<Vec<(Uuid, Result<SagaStatus, DriveError>)>> {
@@ -424,7 +423,6 @@ impl Orchestrator {
         let drives = claimed.into_iter().map(|rec| async move { (rec.id(), self.drive(rec).await) });
         Ok(futures::future::join_all(drives).await)
     }
-    // ANCHOR_END: resume
 
     // ANCHOR: run
     /// Claims and drives sagas until `shutdown`: woken when a slot frees, and every

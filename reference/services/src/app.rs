@@ -152,7 +152,6 @@ pub struct OrdersDeps {
     pub products: Dependency,
 }
 
-// ANCHOR: build_orders
 /// The order service: its database, a layered client per dependency, load shedding, and the
 /// sweeper that releases what failed orders still hold.
 pub async fn build_orders(s: &OrdersSettings) -> anyhow::Result<(App, OrdersDeps)> {
@@ -184,4 +183,3 @@ pub async fn build_orders(s: &OrdersSettings) -> anyhow::Result<(App, OrdersDeps
     let app = App::new("orders", listener, router, Some(pool)).with_background(|stop| sweeper.run(stop));
     Ok((app, OrdersDeps { users, products }))
 }
-// ANCHOR_END: build_orders

@@ -6,7 +6,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cruncan_http::json_error;
 
-// ANCHOR: api_error
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -86,7 +85,6 @@ impl IntoResponse for ApiError {
         response
     }
 }
-// ANCHOR_END: api_error
 
 /// A database error: unreachable or exhausted is 503, anything else is a bug.
 pub fn db(e: sqlx::Error) -> ApiError {

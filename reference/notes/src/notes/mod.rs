@@ -67,7 +67,6 @@ pub struct ShareNote {
     pub user_id: UserId,
 }
 
-// ANCHOR: router
 /// The notes service's routes.
 pub fn router(state: NotesState) -> Router {
     Router::new()
@@ -76,7 +75,6 @@ pub fn router(state: NotesState) -> Router {
         .route("/notes/{id}/shares", post(share))
         .with_state(state)
 }
-// ANCHOR_END: router
 
 fn note_id(raw: &str) -> Result<NoteId, ApiError> {
     Uuid::parse_str(raw).map(NoteId).map_err(|_| ApiError::invalid("id", "must be a UUID"))
@@ -107,7 +105,6 @@ async fn create(
     Ok((StatusCode::CREATED, Json(note)))
 }
 
-// ANCHOR: update_handler
 async fn update(
     State(s): State<NotesState>,
     SignedIn(user): SignedIn,
@@ -118,7 +115,6 @@ async fn update(
     s.relay.wake();
     Ok(Json(note))
 }
-// ANCHOR_END: update_handler
 
 async fn share(
     State(s): State<NotesState>,

@@ -122,7 +122,6 @@ impl Relay {
         }
     }
 
-    // ANCHOR: publish_batch
     /// Claims pending rows, publishes them in id order, marks the acknowledged ones sent.
     pub async fn publish_batch(&self) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await.context("starting outbox transaction")?;
@@ -160,7 +159,6 @@ impl Relay {
             _ => Ok(acked.len()),
         }
     }
-    // ANCHOR_END: publish_batch
 
     /// One row to Kafka, in a producer span continuing the trace of the transaction that wrote it.
     async fn publish(&self, row: &Row) -> anyhow::Result<()> {

@@ -52,7 +52,6 @@ impl Role {
         self as usize
     }
 
-    // ANCHOR: reacts_to
     /// The events this participant acts on; it ignores the rest without touching its database.
     fn reacts_to(self, event: &Event) -> bool {
         matches!(
@@ -65,7 +64,6 @@ impl Role {
                 | (Role::Orders, Event::PaymentRefunded { .. })
         )
     }
-    // ANCHOR_END: reacts_to
 }
 
 /// The local participants, on one pool.

@@ -21,7 +21,6 @@ use std::time::Duration;
 
 type Shared = Arc<dyn Participant>;
 
-// ANCHOR: server
 /// The routes of one participant served over HTTP (plus `/healthz`, `/readyz`).
 pub fn router(participant: Arc<dyn Participant>, ready: cruncan_http::ReadinessCheck) -> Router {
     Router::new()
@@ -49,7 +48,6 @@ async fn execute(
         Err(StepError::Unavailable(e)) => unavailable(&e),
     }
 }
-// ANCHOR_END: server
 
 async fn compensate(
     State(participant): State<Shared>,

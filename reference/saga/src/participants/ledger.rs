@@ -10,7 +10,6 @@ use super::{Participant, StepError, StepOutput};
 use crate::domain::{IdempotencyKey, OrderSaga};
 use sqlx::{PgConnection, PgPool};
 
-// ANCHOR: local_step
 /// A step whose effect is a local PostgreSQL transaction. Implementing it gives a
 /// [`Participant`] with idempotency keys and tombstones for free.
 #[async_trait::async_trait]
@@ -25,7 +24,6 @@ pub trait LocalStep: Send + Sync + 'static {
     /// Undoes the effect recorded as `reference`, inside the caller's transaction.
     async fn undo(&self, conn: &mut PgConnection, reference: &str, saga: &OrderSaga) -> sqlx::Result<()>;
 }
-// ANCHOR_END: local_step
 
 /// What one call of a step did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,7 +21,6 @@ impl Payments {
     }
 }
 
-// ANCHOR: payments
 #[async_trait::async_trait]
 impl LocalStep for Payments {
     const SCHEMA: &'static str = "payments";
@@ -57,4 +56,3 @@ impl LocalStep for Payments {
         Ok(())
     }
 }
-// ANCHOR_END: payments

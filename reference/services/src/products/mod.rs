@@ -131,7 +131,6 @@ pub async fn get_product(
     store.get(id).await?.map(Json).ok_or_else(|| ApiError::NotFound(format!("no product {id}")))
 }
 
-// ANCHOR: reserve_handler
 /// Takes `quantity` units of stock, atomically, once per reservation id.
 #[utoipa::path(post, path = "/products/reserve", tag = "products", request_body = ReserveBody, responses(
     (status = 200, body = Reserved), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -157,7 +156,6 @@ pub async fn reserve(
         }),
     }
 }
-// ANCHOR_END: reserve_handler
 
 /// Gives a reservation's stock back; releasing twice, or before the reserve, is fine.
 #[utoipa::path(post, path = "/products/release", tag = "products", request_body = ReleaseBody, responses(

@@ -74,7 +74,6 @@ async fn gateway_answers_cors_preflight_for_allowed_origins_only() {
     assert!(r.headers().get("access-control-allow-origin").is_none());
 }
 
-// ANCHOR: rate_limit_test
 #[tokio::test]
 async fn gateway_limits_each_client_with_429_and_retry_after() {
     let sys = spawn_system().await;
@@ -108,9 +107,7 @@ async fn gateway_limits_each_client_with_429_and_retry_after() {
         StatusCode::NOT_FOUND
     );
 }
-// ANCHOR_END: rate_limit_test
 
-// ANCHOR: shed_test
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_sheds_load_with_503_and_retry_after() {
     let sys = spawn_system().await;
@@ -133,7 +130,6 @@ async fn gateway_sheds_load_with_503_and_retry_after() {
         assert_eq!(h.await.unwrap().unwrap().status(), StatusCode::OK);
     }
 }
-// ANCHOR_END: shed_test
 
 #[tokio::test]
 async fn gateway_times_out_with_504() {

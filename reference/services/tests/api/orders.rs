@@ -56,7 +56,6 @@ async fn orders_unknown_or_inactive_user_or_unknown_product_is_422_and_bad_items
     assert_eq!(sys.stock(&p).await, 5);
 }
 
-// ANCHOR: no_reservation_left
 #[tokio::test]
 async fn orders_a_failed_order_leaves_no_reservation_behind() {
     let sys = spawn_system().await;
@@ -67,7 +66,6 @@ async fn orders_a_failed_order_leaves_no_reservation_behind() {
     assert_eq!(sys.stock(&scarce).await, 1);
     assert_eq!(sys.orders_by_status("cancelled").await, 1);
 }
-// ANCHOR_END: no_reservation_left
 
 #[tokio::test]
 async fn orders_a_reserve_whose_answer_is_lost_is_released() {
@@ -129,7 +127,6 @@ async fn orders_200_concurrent_orders_never_oversell() {
 }
 // ANCHOR_END: no_oversell
 
-// ANCHOR: sweeper_test
 #[tokio::test]
 async fn orders_a_release_that_fails_is_finished_by_the_sweeper() {
     let sys = spawn_system_with(|s| s.orders.sweep_interval_ms = 100).await;
@@ -145,7 +142,6 @@ async fn orders_a_release_that_fails_is_finished_by_the_sweeper() {
     .await;
     assert_eq!((sys.stock(&plenty).await, sys.reserved(&plenty).await, sys.stock(&scarce).await), (10, 0, 1));
 }
-// ANCHOR_END: sweeper_test
 
 #[tokio::test]
 async fn orders_an_order_abandoned_mid_way_is_released_by_the_sweeper() {

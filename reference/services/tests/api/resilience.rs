@@ -7,7 +7,6 @@ use services::deadline::Deadline;
 use services::resilience::{Call, CircuitState, Dependency};
 use std::time::Duration;
 
-// ANCHOR: timeout_test
 #[tokio::test]
 async fn resilience_a_slow_product_service_trips_the_timeout() {
     let sys = spawn_system_with(|s| {
@@ -23,7 +22,6 @@ async fn resilience_a_slow_product_service_trips_the_timeout() {
     assert_eq!(body["detail"], "products: timed out");
     assert_eq!(sys.stock(&p).await, 5);
 }
-// ANCHOR_END: timeout_test
 
 #[tokio::test]
 async fn resilience_the_deadline_travels_downstream() {

@@ -8,7 +8,6 @@ use temporalio_client::{
     Client, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
 };
 
-// ANCHOR: place_order
 /// Starts the workflow for `order` with id `order_id` on `task_queue`. Starting the
 /// same id again while it runs is refused by the server: the order id is the
 /// deduplication key.
@@ -25,7 +24,6 @@ pub async fn place_order(
         .with_context(|| format!("starting order {order_id}"))?;
     Ok(())
 }
-// ANCHOR_END: place_order
 
 /// Sends the "customer arrived" signal.
 pub async fn customer_arrived(client: &Client, order_id: &str) -> anyhow::Result<()> {
