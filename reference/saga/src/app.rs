@@ -35,7 +35,7 @@ pub fn participants(settings: &Settings, pool: &PgPool) -> anyhow::Result<Partic
     Ok(match p.mode {
         ParticipantsMode::InProcess => Participants::in_process(pool.clone()),
         ParticipantsMode::Http => {
-            let timeout = Duration::from_millis(p.timeout_ms);
+            let timeout = p.timeout;
             Participants {
                 orders: Arc::new(HttpParticipant::new(&p.orders_url, timeout)?),
                 payments: Arc::new(HttpParticipant::new(&p.payments_url, timeout)?),
@@ -54,7 +54,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     }
     let pool = settings.database.lazy_pool();
     cruncan_db::migrate(&crate::MIGRATOR, &pool, Duration::from_secs(30)).await?;
-    let config = settings.orchestrator.config();
+    let config = settings.orchestrator.clone();
     config.validate()?;
     let participants = participants(&settings, &pool)?;
     let orchestrator = Arc::new(Orchestrator::new(pool.clone(), participants, config));
@@ -68,7 +68,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let router = router(AppState { orchestrator: Arc::clone(&orchestrator), ready });
     let addr = format!("{}:{}", settings.http.host, settings.http.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
-    let drain = Duration::from_millis(settings.orchestrator.drain_timeout_ms);
+    let drain = settings.orchestrator.drain_timeout;
     Ok(App { listener, router, orchestrator, pool, drain })
 }
 

@@ -24,7 +24,8 @@ pub struct Cli {
     pub participants: Option<String>,
 }
 
-/// Everything the orchestrator is configured with.
+/// Everything the orchestrator is configured with. Each section rejects keys it does not know;
+/// the top level cannot (`APP_ENVIRONMENT` and `APP_CONFIG_DIR` share the `APP_` prefix).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     /// HTTP server.
@@ -32,7 +33,7 @@ pub struct Settings {
     /// PostgreSQL (saga state, and the participants' schemas when in process).
     pub database: DatabaseSettings,
     /// Orchestrator knobs.
-    pub orchestrator: OrchestratorSettings,
+    pub orchestrator: OrchestratorConfig,
     /// Where the participants run.
     pub participants: ParticipantsSettings,
     /// Logs.
@@ -41,51 +42,12 @@ pub struct Settings {
 
 /// HTTP server settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     /// Bind address.
     pub host: String,
     /// Bind port (0: any free port).
     pub port: u16,
-}
-
-/// Orchestrator knobs, in milliseconds; see [`OrchestratorConfig`].
-#[derive(Debug, Clone, Deserialize)]
-pub struct OrchestratorSettings {
-    /// Lease of a claimed saga.
-    pub lease_ms: u64,
-    /// Timeout of one participant call.
-    pub step_timeout_ms: u64,
-    /// Calls of a step before it fails.
-    pub max_attempts: u32,
-    /// Calls of a compensation before the saga is parked.
-    pub max_compensation_attempts: u32,
-    /// First retry delay.
-    pub backoff_initial_ms: u64,
-    /// Largest retry delay.
-    pub backoff_max_ms: u64,
-    /// Sagas driven at once.
-    pub concurrency: usize,
-    /// Claim poll interval.
-    pub poll_interval_ms: u64,
-    /// On shutdown, how long running sagas may take before their leases are released.
-    pub drain_timeout_ms: u64,
-}
-
-impl OrchestratorSettings {
-    /// The orchestrator's config.
-    pub fn config(&self) -> OrchestratorConfig {
-        let ms = Duration::from_millis;
-        OrchestratorConfig {
-            lease: ms(self.lease_ms),
-            step_timeout: ms(self.step_timeout_ms),
-            max_attempts: self.max_attempts,
-            max_compensation_attempts: self.max_compensation_attempts,
-            backoff_initial: ms(self.backoff_initial_ms),
-            backoff_max: ms(self.backoff_max_ms),
-            concurrency: self.concurrency,
-            poll_interval: ms(self.poll_interval_ms),
-        }
-    }
 }
 
 /// Where the participants run.
@@ -100,11 +62,13 @@ pub enum ParticipantsMode {
 
 /// Participant settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ParticipantsSettings {
     /// In process or over HTTP.
     pub mode: ParticipantsMode,
     /// HTTP client timeout (the orchestrator's step timeout also applies).
-    pub timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
     /// Orders service.
     pub orders_url: String,
     /// Payments service.
@@ -117,6 +81,7 @@ pub struct ParticipantsSettings {
 
 /// Log settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelemetrySettings {
     /// `EnvFilter` syntax; `RUST_LOG` wins.
     pub log_filter: String,
@@ -133,7 +98,33 @@ impl Settings {
         if let Some(url) = &cli.database_url {
             settings.database.apply_url(url)?;
         }
-        settings.orchestrator.config().validate()?;
+        settings.orchestrator.validate()?;
         Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(overrides: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let mut sources = Sources::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"), "local");
+        sources.env = Some(Default::default());
+        for (k, v) in overrides {
+            sources = sources.override_with(k, Some(v));
+        }
+        cruncan_config::load(&sources)
+    }
+
+    #[test]
+    fn durations_read_as_durations_and_a_misspelt_key_is_an_error() {
+        let settings = load(&[]).unwrap();
+        assert_eq!(settings.orchestrator.lease, Duration::from_secs(15));
+        assert_eq!(settings.orchestrator.backoff_initial, Duration::from_millis(100));
+        assert_eq!(settings.participants.timeout, Duration::from_secs(2));
+        settings.orchestrator.validate().unwrap();
+        let err = load(&[("orchestrator.lease_ms", "15000")]).unwrap_err();
+        assert!(format!("{err:#}").contains("lease_ms"), "{err:#}");
+        assert!(load(&[("participants.timeout", "soon")]).is_err());
     }
 }

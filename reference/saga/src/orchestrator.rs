@@ -26,25 +26,36 @@ use tokio::sync::{Notify, Semaphore};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-/// Orchestrator settings.
-#[derive(Debug, Clone)]
+/// Orchestrator settings, as the `orchestrator:` section of the config files deserializes them
+/// (durations as `15s`, `100ms`; a key it does not know is an error; a key left out keeps its
+/// default).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct OrchestratorConfig {
     /// How long a claim lasts without a write; must exceed `step_timeout` + `backoff_max`.
+    #[serde(with = "humantime_serde")]
     pub lease: Duration,
     /// Longest wait for one participant call.
+    #[serde(with = "humantime_serde")]
     pub step_timeout: Duration,
     /// Calls of a step (first call and retries) before it counts as failed.
     pub max_attempts: u32,
     /// Calls of a compensation before the saga is parked as `failed`.
     pub max_compensation_attempts: u32,
     /// First retry delay (doubles, with jitter).
+    #[serde(with = "humantime_serde")]
     pub backoff_initial: Duration,
     /// Largest retry delay.
+    #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
     /// Sagas driven at once by this replica.
     pub concurrency: usize,
     /// How often to look for sagas to claim (new ones from other replicas, expired leases).
+    #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// On shutdown, how long running sagas may take before their leases are released.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
 }
 
 impl Default for OrchestratorConfig {
@@ -58,6 +69,7 @@ impl Default for OrchestratorConfig {
             backoff_max: Duration::from_secs(2),
             concurrency: 32,
             poll_interval: Duration::from_millis(500),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }

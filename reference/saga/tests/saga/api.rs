@@ -2,9 +2,8 @@
 
 use crate::helpers::*;
 use cruncan_shutdown::Shutdown;
-use saga::config::{
-    HttpSettings, OrchestratorSettings, ParticipantsMode, ParticipantsSettings, Settings, TelemetrySettings,
-};
+use saga::OrchestratorConfig;
+use saga::config::{HttpSettings, ParticipantsMode, ParticipantsSettings, Settings, TelemetrySettings};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -66,20 +65,10 @@ async fn spawn_app_with(database: cruncan_db::DatabaseSettings) -> TestApp {
     let settings = Settings {
         http: HttpSettings { host: "127.0.0.1".into(), port: 0 },
         database,
-        orchestrator: OrchestratorSettings {
-            lease_ms: 3_000,
-            step_timeout_ms: 2_000,
-            max_attempts: 3,
-            max_compensation_attempts: 3,
-            backoff_initial_ms: 5,
-            backoff_max_ms: 20,
-            concurrency: 8,
-            poll_interval_ms: 100,
-            drain_timeout_ms: 1_000,
-        },
+        orchestrator: OrchestratorConfig { lease: Duration::from_secs(3), concurrency: 8, ..fast_config() },
         participants: ParticipantsSettings {
             mode: ParticipantsMode::InProcess,
-            timeout_ms: 500,
+            timeout: Duration::from_millis(500),
             orders_url: String::new(),
             payments_url: String::new(),
             inventory_url: String::new(),

@@ -39,6 +39,7 @@ pub fn fast_config() -> OrchestratorConfig {
         backoff_max: Duration::from_millis(20),
         concurrency: 64,
         poll_interval: Duration::from_millis(50),
+        drain_timeout: Duration::from_secs(1),
     }
 }
 
