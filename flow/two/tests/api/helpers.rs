@@ -132,3 +132,28 @@ pub async fn wait_calls(
 pub fn header<'a>(r: &'a wiremock::Request, name: &str) -> Option<&'a str> {
     r.headers.get(name).and_then(|v| v.to_str().ok())
 }
+
+/// Mounts `/three` on `two`'s third party answering `503` with `Retry-After: retry_after` to the
+/// first `failures` calls and `200` after; returns the instants of every call.
+pub async fn three_failing_with_retry_after(
+    two: &TestTwo,
+    failures: usize,
+    retry_after: &str,
+) -> std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>> {
+    let times = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&times);
+    let retry_after = retry_after.to_owned();
+    Mock::given(wiremock::matchers::path("/three"))
+        .respond_with(move |_: &wiremock::Request| {
+            let mut t = seen.lock().unwrap();
+            t.push(std::time::Instant::now());
+            if t.len() <= failures {
+                ResponseTemplate::new(503).insert_header("retry-after", retry_after.as_str())
+            } else {
+                ResponseTemplate::new(200)
+            }
+        })
+        .mount(&two.three)
+        .await;
+    times
+}

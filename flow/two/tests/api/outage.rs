@@ -2,7 +2,9 @@
 //! two's own database. None of them may turn into dead letters: the circuit breaker pauses
 //! consumption, probes one message at a time, and resumes when the dependency answers.
 
-use crate::helpers::{brokers, mount_token, settings, spawn_two, start, wait_until};
+use crate::helpers::{
+    brokers, mount_token, settings, spawn_two, start, three_failing_with_retry_after, wait_until,
+};
 use cruncan_testkit::TcpProxy;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use std::collections::HashMap;
@@ -167,20 +169,7 @@ async fn retry_after_zero_does_not_shorten_the_backoff() {
     })
     .await;
     mount_token(&two.token_server, "tok", 1).await;
-    let times = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&times);
-    Mock::given(path("/three"))
-        .respond_with(move |_: &wiremock::Request| {
-            let mut t = seen.lock().unwrap();
-            t.push(Instant::now());
-            if t.len() <= 3 {
-                ResponseTemplate::new(503).insert_header("retry-after", "0")
-            } else {
-                ResponseTemplate::new(200)
-            }
-        })
-        .mount(&two.three)
-        .await;
+    let times = three_failing_with_retry_after(&two, 3, "0").await;
     let id = "00000000000000000990";
     two.publish_event(id).await;
     wait_until(Duration::from_secs(20), "delivered on the fourth call", || two.processed(id)).await;

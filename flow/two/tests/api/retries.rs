@@ -1,7 +1,8 @@
-use crate::helpers::{mount_token, read_topic, spawn_two, telemetry, wait_calls, wait_until};
+use crate::helpers::{
+    mount_token, read_topic, spawn_two, telemetry, three_failing_with_retry_after, wait_calls, wait_until,
+};
 use cruncan_kafka::DeadLetterHeaders;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wiremock::matchers::path;
 use wiremock::{Mock, ResponseTemplate};
 
@@ -34,21 +35,7 @@ async fn two_503s_then_200_is_delivered_once_and_counted_as_retried() {
 async fn retry_after_is_honoured() {
     let two = spawn_two(|_| {}).await;
     mount_token(&two.token_server, "tok", 1).await;
-    let times = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&times);
-    Mock::given(path("/three"))
-        .respond_with(move |_: &wiremock::Request| {
-            let mut t = seen.lock().unwrap();
-            t.push(Instant::now());
-            if t.len() == 1 {
-                ResponseTemplate::new(503).insert_header("retry-after", "1")
-            } else {
-                ResponseTemplate::new(200)
-            }
-        })
-        .expect(2)
-        .mount(&two.three)
-        .await;
+    let times = three_failing_with_retry_after(&two, 1, "1").await;
     two.publish_event("00000000000000000777").await;
     wait_calls(&two.three, "/three", 2, Duration::from_secs(30)).await;
     let t = times.lock().unwrap().clone();

@@ -11,11 +11,11 @@
 use super::{Participant, StepError, StepOutput};
 use crate::domain::{IdempotencyKey, OrderSaga};
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use cruncan_http::{ErrorBody, json_error};
+use cruncan_http::{ErrorBody, ValidJson, json_error};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,15 +33,27 @@ pub fn router(participant: Arc<dyn Participant>, ready: cruncan_http::ReadinessC
         .layer(axum::middleware::from_fn(cruncan_http::telemetry_middleware))
 }
 
-async fn execute(
-    State(participant): State<Shared>,
-    Path(key): Path<String>,
-    saga: Result<axum::Json<OrderSaga>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let (key, saga) = match parse(&key, saga) {
-        Ok(parsed) => parsed,
-        Err(response) => return response,
-    };
+/// What both routes take: the key from the path and the saga from the JSON body, or a 400.
+struct StepCall(IdempotencyKey, OrderSaga);
+
+impl<S: Send + Sync> FromRequest<S> for StepCall {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Path(key) =
+            Path::<String>::from_request_parts(&mut parts, state).await.map_err(|e| e.into_response())?;
+        let key = IdempotencyKey::parse(&key).ok_or_else(|| {
+            json_error(StatusCode::BAD_REQUEST, "invalid_key", "key must be <saga uuid>:<step name>")
+        })?;
+        let ValidJson(saga) = ValidJson::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|e| e.into_response())?;
+        Ok(Self(key, saga))
+    }
+}
+
+async fn execute(State(participant): State<Shared>, StepCall(key, saga): StepCall) -> Response {
     match participant.execute(&key, &saga).await {
         Ok(output) => axum::Json(output).into_response(),
         Err(StepError::Rejected(reason)) => json_error(StatusCode::UNPROCESSABLE_ENTITY, "rejected", reason),
@@ -49,33 +61,12 @@ async fn execute(
     }
 }
 
-async fn compensate(
-    State(participant): State<Shared>,
-    Path(key): Path<String>,
-    saga: Result<axum::Json<OrderSaga>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let (key, saga) = match parse(&key, saga) {
-        Ok(parsed) => parsed,
-        Err(response) => return response,
-    };
+async fn compensate(State(participant): State<Shared>, StepCall(key, saga): StepCall) -> Response {
     match participant.compensate(&key, &saga).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(StepError::Rejected(reason)) => json_error(StatusCode::CONFLICT, "refused", reason),
         Err(StepError::Unavailable(e)) => unavailable(&e),
     }
-}
-
-#[allow(clippy::result_large_err)] // the error is the response itself
-fn parse(
-    key: &str,
-    saga: Result<axum::Json<OrderSaga>, axum::extract::rejection::JsonRejection>,
-) -> Result<(IdempotencyKey, OrderSaga), Response> {
-    let key = IdempotencyKey::parse(key).ok_or_else(|| {
-        json_error(StatusCode::BAD_REQUEST, "invalid_key", "key must be <saga uuid>:<step name>")
-    })?;
-    let axum::Json(saga) =
-        saga.map_err(|e| json_error(StatusCode::BAD_REQUEST, "invalid_body", e.body_text()))?;
-    Ok((key, saga))
 }
 
 fn unavailable(e: &anyhow::Error) -> Response {
