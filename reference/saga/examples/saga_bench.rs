@@ -14,7 +14,7 @@ use cruncan_config::ExposeSecret as _;
 use cruncan_shutdown::Shutdown;
 use flow_bench::{Op, closed_loop, percentiles_ms, pgbench};
 use saga::choreography::{Choreography, ChoreographyConfig};
-use saga::domain::{CreateOrderBody, CreateOrderItem, NewOrder, OrderSaga, Step};
+use saga::domain::{CreateOrderBody, NewOrder, OrderSaga, Step};
 use saga::participants::Participants;
 use saga::state::{SagaRecord, SagaStatus, StepState};
 use saga::{Orchestrator, OrchestratorConfig};
@@ -41,11 +41,7 @@ struct Args {
 const TRANSACTIONS_PER_ORCHESTRATED_SAGA: u32 = 1 + 4 * 3 + 1;
 
 fn order() -> anyhow::Result<NewOrder> {
-    let items = vec![
-        CreateOrderItem { product_id: "product_1".into(), quantity: 1, price: 10.0 },
-        CreateOrderItem { product_id: "product_3".into(), quantity: 2, price: 2.5 },
-    ];
-    Ok(CreateOrderBody { user_id: "bench".into(), items }.validate()?)
+    Ok(CreateOrderBody::from_lines("bench", &[("product_1", 1, 10.0), ("product_3", 2, 2.5)]).validate()?)
 }
 
 fn figures(run: &flow_bench::Run) -> serde_json::Value {

@@ -6,7 +6,7 @@
 use clap::Parser;
 use cruncan_shutdown::Shutdown;
 use saga::choreography::{Choreography, ChoreographyConfig, outbox};
-use saga::domain::{CreateOrderBody, CreateOrderItem};
+use saga::domain::CreateOrderBody;
 use std::time::Duration;
 
 /// The choreographed order saga, once.
@@ -21,11 +21,7 @@ struct Args {
 }
 
 fn order(lines: &[(&str, i64, f64)]) -> anyhow::Result<saga::domain::NewOrder> {
-    let items = lines
-        .iter()
-        .map(|(p, q, price)| CreateOrderItem { product_id: (*p).into(), quantity: *q, price: *price })
-        .collect();
-    Ok(CreateOrderBody { user_id: "user_123".into(), items }.validate()?)
+    Ok(CreateOrderBody::from_lines("user_123", lines).validate()?)
 }
 
 #[tokio::main]

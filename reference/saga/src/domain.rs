@@ -55,6 +55,21 @@ pub struct CreateOrderItem {
     pub price: f64,
 }
 
+impl CreateOrderBody {
+    /// A body of `(product, quantity, price)` lines, as a client would send it (tests, benches).
+    pub fn from_lines(user_id: &str, lines: &[(&str, i64, f64)]) -> Self {
+        let items = lines
+            .iter()
+            .map(|&(product_id, quantity, price)| CreateOrderItem {
+                product_id: product_id.into(),
+                quantity,
+                price,
+            })
+            .collect();
+        Self { user_id: user_id.into(), items }
+    }
+}
+
 /// A field that failed validation, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]

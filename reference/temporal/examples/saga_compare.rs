@@ -6,7 +6,7 @@
 //! `make up-temporal`.
 
 use clap::Parser;
-use saga::domain::{CreateOrderBody, CreateOrderItem, NewOrder};
+use saga::domain::{CreateOrderBody, NewOrder};
 use saga::participants::Participants;
 use saga::{Orchestrator, OrchestratorConfig};
 use std::time::{Duration, Instant};
@@ -22,8 +22,7 @@ struct Args {
 }
 
 fn order() -> anyhow::Result<NewOrder> {
-    let item = CreateOrderItem { product_id: "product_3".into(), quantity: 1, price: 9.99 };
-    Ok(CreateOrderBody { user_id: "bench".into(), items: vec![item] }.validate()?)
+    Ok(CreateOrderBody::from_lines("bench", &[("product_3", 1, 9.99)]).validate()?)
 }
 
 /// p50, p95, max, mean in milliseconds.

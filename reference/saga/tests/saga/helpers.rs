@@ -1,7 +1,7 @@
 //! Shared test setup: a fresh database, fast orchestrator settings, and a participant decorator
 //! that records every call and injects failures.
 
-use saga::domain::{CreateOrderBody, CreateOrderItem, IdempotencyKey, NewOrder, OrderSaga, Step};
+use saga::domain::{CreateOrderBody, IdempotencyKey, NewOrder, OrderSaga, Step};
 use saga::participants::{Participant, Participants, StepError, StepOutput};
 use saga::{OrchestratorConfig, Phase};
 use sqlx::PgPool;
@@ -45,15 +45,7 @@ pub fn fast_config() -> OrchestratorConfig {
 
 /// An order of `(product, quantity, price)` lines, validated like the API does.
 pub fn order(user: &str, lines: &[(&str, i64, f64)]) -> NewOrder {
-    CreateOrderBody {
-        user_id: user.into(),
-        items: lines
-            .iter()
-            .map(|(p, q, price)| CreateOrderItem { product_id: (*p).into(), quantity: *q, price: *price })
-            .collect(),
-    }
-    .validate()
-    .unwrap()
+    CreateOrderBody::from_lines(user, lines).validate().unwrap()
 }
 
 /// One call a participant received.

@@ -3,7 +3,7 @@
 //! right after a participant answered, so the answer is lost and the call is repeated.
 
 use crate::helpers::{TestEnv, WorkerProcess};
-use saga::domain::{CreateOrderBody, CreateOrderItem, NewOrder, OrderSaga};
+use saga::domain::{CreateOrderBody, NewOrder, OrderSaga};
 use sqlx::PgPool;
 use std::time::Duration;
 use temporal_ref::history::activity_runs;
@@ -11,15 +11,7 @@ use temporal_ref::saga::client::{saga_outcome, start_saga, workflow_id};
 use temporal_ref::saga::{SagaOutcome, StepState};
 
 fn order(user: &str, lines: &[(&str, i64, f64)]) -> NewOrder {
-    CreateOrderBody {
-        user_id: user.into(),
-        items: lines
-            .iter()
-            .map(|(p, q, price)| CreateOrderItem { product_id: (*p).into(), quantity: *q, price: *price })
-            .collect(),
-    }
-    .validate()
-    .unwrap()
+    CreateOrderBody::from_lines(user, lines).validate().unwrap()
 }
 
 async fn stock(pool: &PgPool, product: &str) -> i64 {
