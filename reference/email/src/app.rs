@@ -89,7 +89,7 @@ pub async fn build_with_mailer(settings: Settings, mailer: Arc<dyn Mailer>) -> a
         metrics.clone(),
     ));
     let emails =
-        Emails::new(store, cache, relay.clone(), Duration::from_millis(settings.http.request_timeout_ms));
+        Emails::new(store, cache, relay.clone(), settings.http.request_timeout);
 
     let (identity, dev_ca_pem) = grpc_identity(&settings)?;
     let ready: ReadinessCheck = {
@@ -176,7 +176,7 @@ impl App {
     // ANCHOR: run_until_stopped
     /// Serves until `shutdown`. Then: the edges stop accepting and finish their requests; the
     /// workers stop pulling, finish their sends and nak what their last pull brings; the relay
-    /// publishes what the last requests wrote; all within `shutdown.drain_timeout_ms`.
+    /// publishes what the last requests wrote; all within `shutdown.drain_timeout`.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let http_addr = self.http_addr()?;
         tracing::info!(rest = %http_addr, grpc = %self.grpc_addr()?, admin = %self.admin_addr()?,
@@ -195,7 +195,7 @@ impl App {
             self.grpc_service,
             shutdown.clone(),
         );
-        let drain = Duration::from_millis(self.settings.shutdown.drain_timeout_ms);
+        let drain = self.settings.shutdown.drain_timeout;
         let servers = async { tokio::try_join!(http, admin, grpc).map(|_| ()) };
         tokio::pin!(servers);
         tokio::select! {

@@ -48,7 +48,7 @@ impl Relay {
 
     /// Runs until `shutdown`, then publishes what is left once more and returns.
     pub async fn run(self, shutdown: Shutdown) {
-        let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        let poll = self.settings.poll_interval;
         let mut delay = poll;
         loop {
             match self.publish_batch().await {
