@@ -58,7 +58,7 @@ impl Relay {
 
     /// Publishes until `stop`; a failed round (database or NATS down) is retried next poll.
     pub async fn run(self, stop: Shutdown) {
-        let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        let poll = self.settings.poll_interval;
         loop {
             match self.publish_batch().await {
                 Ok(n) if n as i64 == self.settings.batch_size => continue, // more waiting

@@ -35,11 +35,11 @@ pub async fn settings() -> Settings {
             grpc_port: 0,
             web_dir: String::new(),
             queue_capacity: 256,
-            ping_interval_ms: 15_000,
-            idle_timeout_ms: 45_000,
-            write_timeout_ms: 5_000,
+            ping_interval: Duration::from_millis(15_000),
+            idle_timeout: Duration::from_millis(45_000),
+            write_timeout: Duration::from_millis(5_000),
             socket_send_buffer_bytes: 65_536,
-            auth_timeout_ms: 2_000,
+            auth_timeout: Duration::from_millis(2_000),
             max_replay: 10_000,
         },
         nats: NatsSettings {
@@ -47,7 +47,7 @@ pub async fn settings() -> Settings {
             stream: format!("NOTES_{}", tag.to_uppercase()),
             users_consumer: "notes-users".into(),
             subject_prefix: format!("{tag}."),
-            ack_wait_ms: 5_000,
+            ack_wait: Duration::from_millis(5_000),
             max_deliver: 5,
             max_age_hours: 1,
         },
@@ -56,7 +56,7 @@ pub async fn settings() -> Settings {
             audience: "test-notes".into(),
             token_ttl_secs: 600,
         },
-        outbox: OutboxSettings { batch_size: 100, poll_interval_ms: 200 },
+        outbox: OutboxSettings { batch_size: 100, poll_interval: Duration::from_millis(200) },
         telemetry: TelemetrySettings { log_filter: "info".into() },
     }
 }
