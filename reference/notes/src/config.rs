@@ -138,7 +138,8 @@ pub struct AuthSettings {
     /// `aud` of the tokens.
     pub audience: String,
     /// Token lifetime.
-    pub token_ttl_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
 }
 
 /// Outbox relay settings.

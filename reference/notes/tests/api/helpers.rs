@@ -54,7 +54,7 @@ pub async fn settings() -> Settings {
         auth: AuthSettings {
             issuer: "test-users".into(),
             audience: "test-notes".into(),
-            token_ttl_secs: 600,
+            token_ttl: Duration::from_secs(600),
         },
         outbox: OutboxSettings { batch_size: 100, poll_interval: Duration::from_millis(200) },
         telemetry: TelemetrySettings { log_filter: "info".into() },
