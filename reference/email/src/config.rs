@@ -64,7 +64,7 @@ pub struct Settings {
     /// Worker pool.
     pub workers: WorkerSettings,
     /// Outbox relay.
-    pub outbox: OutboxSettings,
+    pub outbox: cruncan_jetstream::RelaySettings,
     /// Logs.
     pub telemetry: TelemetrySettings,
     /// Graceful shutdown.
@@ -208,17 +208,6 @@ pub struct WorkerSettings {
     /// Longest retry delay.
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
-}
-
-/// Outbox relay settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutboxSettings {
-    /// Rows claimed and published per transaction.
-    pub batch_size: i64,
-    /// Poll for rows no wake-up announced (other replicas' rows, a missed wake-up).
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
 }
 
 /// Telemetry settings.

@@ -43,7 +43,7 @@ pub struct Settings {
     /// Tokens the user service issues and the others verify.
     pub auth: AuthSettings,
     /// The outbox relays of both services.
-    pub outbox: OutboxSettings,
+    pub outbox: cruncan_jetstream::RelaySettings,
     /// Logs.
     pub telemetry: TelemetrySettings,
 }
@@ -140,17 +140,6 @@ pub struct AuthSettings {
     /// Token lifetime.
     #[serde(with = "humantime_serde")]
     pub token_ttl: Duration,
-}
-
-/// Outbox relay settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutboxSettings {
-    /// Rows published per transaction.
-    pub batch_size: i64,
-    /// Poll for rows no wake-up announced (another replica's, a missed wake-up).
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
 }
 
 /// Telemetry settings.

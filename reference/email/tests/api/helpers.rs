@@ -4,6 +4,7 @@
 
 use async_nats::jetstream;
 use cruncan_shutdown::Shutdown;
+use cruncan_jetstream::RelaySettings;
 use email::config::*;
 use email::mailer::Mailer;
 use serde_json::Value;
@@ -96,7 +97,7 @@ pub async fn settings(opts: &Options) -> Settings {
             backoff_base: Duration::from_millis(200),
             backoff_max: Duration::from_millis(1_000),
         },
-        outbox: OutboxSettings { batch_size: 100, poll_interval: Duration::from_millis(200) },
+        outbox: RelaySettings { batch_size: 100, poll_interval: Duration::from_millis(200) },
         telemetry: TelemetrySettings { log_filter: "info".into() },
         shutdown: ShutdownSettings { drain_timeout: Duration::from_millis(5_000) },
     }
