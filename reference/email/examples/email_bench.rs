@@ -77,7 +77,7 @@ async fn settings(smtp_url: String, workers: usize) -> anyhow::Result<Settings> 
     s.nats.stream = tag.to_uppercase();
     s.nats.subject_prefix = format!("{tag}.");
     s.nats.max_ack_pending = (workers * 4) as i64;
-    s.nats.max_age_hours = 1;
+    s.nats.max_age = std::time::Duration::from_secs(3600);
     if let Ok(url) = std::env::var("NATS_URL") {
         s.nats.url = url;
     }
@@ -85,7 +85,7 @@ async fn settings(smtp_url: String, workers: usize) -> anyhow::Result<Settings> 
     s.smtp.url = smtp_url.into();
     s.smtp.pool_size = workers as u32;
     s.workers.count = workers;
-    s.outbox.poll_interval_ms = 50;
+    s.outbox.poll_interval = std::time::Duration::from_millis(50);
     Ok(s)
 }
 

@@ -17,7 +17,7 @@ use crate::http::{HttpState, router};
 use crate::jetstream::{connect, ensure_consumer, ensure_stream};
 use crate::mailer::{Mailer, SmtpMailer};
 use crate::metrics::Metrics;
-use crate::outbox::Relay;
+use cruncan_jetstream::Relay;
 use crate::service::Emails;
 use crate::store::Store;
 use crate::worker::{Worker, run_pool};
@@ -78,7 +78,7 @@ pub async fn build_with_mailer(settings: Settings, mailer: Arc<dyn Mailer>) -> a
     let cache_stop = Shutdown::new();
     let cache = Cache::new(&settings.redis, metrics.clone(), cache_stop.clone())?;
     let store = Store::new(pool.clone());
-    let relay = Relay::new(pool.clone(), js.clone(), &settings.nats, settings.outbox.clone());
+    let relay = Relay::new(pool.clone(), js.clone(), settings.outbox.clone());
     let worker = Arc::new(Worker::new(
         store.clone(),
         cache.clone(),
@@ -89,7 +89,13 @@ pub async fn build_with_mailer(settings: Settings, mailer: Arc<dyn Mailer>) -> a
         metrics.clone(),
     ));
     let emails =
-        Emails::new(store, cache, relay.clone(), Duration::from_millis(settings.http.request_timeout_ms));
+        Emails::new(
+            store,
+            cache,
+            relay.clone(),
+            settings.nats.subject(crate::jetstream::SEND_SUBJECT),
+            settings.http.request_timeout,
+        );
 
     let (identity, dev_ca_pem) = grpc_identity(&settings)?;
     let ready: ReadinessCheck = {
@@ -176,7 +182,7 @@ impl App {
     // ANCHOR: run_until_stopped
     /// Serves until `shutdown`. Then: the edges stop accepting and finish their requests; the
     /// workers stop pulling, finish their sends and nak what their last pull brings; the relay
-    /// publishes what the last requests wrote; all within `shutdown.drain_timeout_ms`.
+    /// publishes what the last requests wrote; all within `shutdown.drain_timeout`.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let http_addr = self.http_addr()?;
         tracing::info!(rest = %http_addr, grpc = %self.grpc_addr()?, admin = %self.admin_addr()?,
@@ -195,7 +201,7 @@ impl App {
             self.grpc_service,
             shutdown.clone(),
         );
-        let drain = Duration::from_millis(self.settings.shutdown.drain_timeout_ms);
+        let drain = self.settings.shutdown.drain_timeout;
         let servers = async { tokio::try_join!(http, admin, grpc).map(|_| ()) };
         tokio::pin!(servers);
         tokio::select! {

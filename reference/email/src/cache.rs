@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct Cache {
     conn: Arc<RwLock<Option<ConnectionManager>>>,
-    ttl_secs: u64,
+    ttl_secs: u64, // Redis's SET EX takes whole seconds
     timeout: Duration,
     prefix: String,
     metrics: Metrics,
@@ -37,10 +37,10 @@ impl Cache {
         stop: cruncan_shutdown::Shutdown,
     ) -> anyhow::Result<Self> {
         let client = redis::Client::open(s.url.as_str())?;
-        let timeout = Duration::from_millis(s.timeout_ms);
+        let timeout = s.timeout;
         let cache = Self {
             conn: Arc::default(),
-            ttl_secs: s.ttl_secs,
+            ttl_secs: s.ttl.as_secs().max(1),
             timeout,
             prefix: s.key_prefix.clone(),
             metrics,

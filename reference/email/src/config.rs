@@ -4,6 +4,7 @@ use clap::Parser;
 use cruncan_config::{ConfigArgs, Sources};
 use cruncan_db::DatabaseSettings;
 use serde::Deserialize;
+use std::time::Duration;
 
 /// The email service: REST on :8300, gRPC (TLS) on :8301, health on :8302; a PostgreSQL outbox
 /// to NATS JetStream, workers sending over SMTP, Redis cache-aside reads.
@@ -41,7 +42,9 @@ pub struct Cli {
     pub workers: Option<usize>,
 }
 
-/// Everything the service is configured with.
+/// Everything the service is configured with. Each section rejects keys it does not know (a
+/// misspelt key is a start-up error); the top level cannot (`APP_ENVIRONMENT` and `APP_CONFIG_DIR`
+/// share the `APP_` prefix). Durations are written `5s`, `200ms`, `168h`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     /// REST edge.
@@ -61,7 +64,7 @@ pub struct Settings {
     /// Worker pool.
     pub workers: WorkerSettings,
     /// Outbox relay.
-    pub outbox: OutboxSettings,
+    pub outbox: cruncan_jetstream::RelaySettings,
     /// Logs.
     pub telemetry: TelemetrySettings,
     /// Graceful shutdown.
@@ -70,6 +73,7 @@ pub struct Settings {
 
 /// REST edge settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     /// Bind address.
     pub host: String,
@@ -78,11 +82,13 @@ pub struct HttpSettings {
     /// Largest accepted body (413 above).
     pub body_limit_bytes: usize,
     /// Time budget of one request's database work (503 above).
-    pub request_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 /// gRPC edge settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GrpcSettings {
     /// Bind address.
     pub host: String,
@@ -98,15 +104,19 @@ pub struct GrpcSettings {
     #[serde(default)]
     pub dev_ca_out: Option<String>,
     /// HTTP/2 keepalive ping interval.
-    pub keepalive_interval_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
     /// A ping unanswered this long closes the connection.
-    pub keepalive_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
     /// Connections older than this are closed gracefully (clients reconnect, load spreads).
-    pub max_connection_age_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Duration,
 }
 
 /// Health port settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdminSettings {
     /// Bind address.
     pub host: String,
@@ -116,6 +126,7 @@ pub struct AdminSettings {
 
 /// NATS JetStream settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NatsSettings {
     /// Server URL.
     pub url: String,
@@ -127,13 +138,15 @@ pub struct NatsSettings {
     #[serde(default)]
     pub subject_prefix: String,
     /// Unacked messages are redelivered after this.
-    pub ack_wait_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
     /// Deliveries before a message is dead-lettered.
     pub max_deliver: i64,
     /// Messages in flight (delivered, not acked) across all workers.
     pub max_ack_pending: i64,
     /// Events are kept this long (replay window).
-    pub max_age_hours: u64,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
 }
 
 impl NatsSettings {
@@ -145,13 +158,16 @@ impl NatsSettings {
 
 /// Redis cache settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     /// Server URL.
     pub url: String,
     /// Entries expire after this.
-    pub ttl_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
     /// One cache call waits at most this long before the read goes to PostgreSQL.
-    pub timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
     /// Key prefix (tests isolate themselves with one).
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
@@ -163,12 +179,14 @@ fn default_key_prefix() -> String {
 
 /// SMTP settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SmtpSettings {
     /// `smtp://host:port` (plain, local sinks), `smtp://host:587?tls=required` (STARTTLS) or
     /// `smtps://user:pass@host:465`.
     pub url: cruncan_config::Secret,
     /// One SMTP conversation's time limit.
-    pub timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
     /// Pooled connections.
     pub pool_size: u32,
     /// Domain of the `Message-ID` (`<email_id@domain>`).
@@ -177,28 +195,24 @@ pub struct SmtpSettings {
 
 /// Worker pool settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkerSettings {
     /// Concurrent sends in this replica (0: accept and store only, no sending).
     pub count: usize,
     /// How long one pull waits for a message.
-    pub pull_wait_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub pull_wait: Duration,
     /// First retry delay after a transient SMTP error; doubles per delivery.
-    pub backoff_base_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
     /// Longest retry delay.
-    pub backoff_max_ms: u64,
-}
-
-/// Outbox relay settings.
-#[derive(Debug, Clone, Deserialize)]
-pub struct OutboxSettings {
-    /// Rows claimed and published per transaction.
-    pub batch_size: i64,
-    /// Poll for rows no wake-up announced (other replicas' rows, a missed wake-up).
-    pub poll_interval_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
 }
 
 /// Telemetry settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelemetrySettings {
     /// `EnvFilter` directive.
     pub log_filter: String,
@@ -206,9 +220,11 @@ pub struct TelemetrySettings {
 
 /// Shutdown settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ShutdownSettings {
     /// How long in-flight requests and sends may take after SIGTERM.
-    pub drain_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
 }
 
 impl Settings {

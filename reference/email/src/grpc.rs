@@ -160,9 +160,9 @@ pub async fn serve(
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
         .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?
-        .http2_keepalive_interval(Some(Duration::from_millis(settings.keepalive_interval_ms)))
-        .http2_keepalive_timeout(Some(Duration::from_millis(settings.keepalive_timeout_ms)))
-        .max_connection_age(Duration::from_millis(settings.max_connection_age_ms))
+        .http2_keepalive_interval(Some(settings.keepalive_interval))
+        .http2_keepalive_timeout(Some(settings.keepalive_timeout))
+        .max_connection_age(settings.max_connection_age)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(EmailServiceServer::new(service))

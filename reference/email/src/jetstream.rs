@@ -40,7 +40,7 @@ pub async fn ensure_stream(js: &jetstream::Context, s: &NatsSettings) -> anyhow:
         name: s.stream.clone(),
         subjects: vec![s.subject(SEND_SUBJECT), s.subject(DLQ_SUBJECT)],
         storage: stream::StorageType::File,
-        max_age: Duration::from_secs(s.max_age_hours * 3600),
+        max_age: s.max_age,
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
     })
@@ -61,7 +61,7 @@ pub async fn ensure_consumer(
                 durable_name: Some(s.consumer.clone()),
                 filter_subject: s.subject(SEND_SUBJECT),
                 ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_millis(s.ack_wait_ms),
+                ack_wait: s.ack_wait,
                 max_deliver: s.max_deliver,
                 max_ack_pending: s.max_ack_pending,
                 ..Default::default()

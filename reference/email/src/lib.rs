@@ -13,7 +13,6 @@ pub mod http;
 pub mod jetstream;
 pub mod mailer;
 pub mod metrics;
-pub mod outbox;
 pub mod replay;
 pub mod search;
 pub mod service;

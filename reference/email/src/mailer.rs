@@ -49,7 +49,7 @@ impl SmtpMailer {
     pub fn new(s: &SmtpSettings) -> anyhow::Result<Self> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(s.url.expose_secret())
             .context("smtp.url is not a valid SMTP URL")?
-            .timeout(Some(Duration::from_millis(s.timeout_ms)))
+            .timeout(Some(s.timeout))
             .pool_config(PoolConfig::new().max_size(s.pool_size).idle_timeout(Duration::from_secs(30)))
             .build();
         Ok(Self { transport, message_id_domain: s.message_id_domain.clone() })

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::cache::Cache;
 use crate::domain::{Email, EmailId, NewEmail, ValidationError};
 use crate::jetstream::SendEmail;
-use crate::outbox::Relay;
+use cruncan_jetstream::Relay;
 use crate::search::{SearchPage, SearchQuery, search};
 use crate::store::{Created, IdempotencyKey, OutboxEvent, Store, StoreError};
 
@@ -54,13 +54,15 @@ pub struct Emails {
     store: Store,
     cache: Cache,
     relay: Relay,
+    send_subject: String,
     timeout: Duration,
 }
 
 impl Emails {
-    /// The use cases over these dependencies; `timeout` bounds each one's database work.
-    pub fn new(store: Store, cache: Cache, relay: Relay, timeout: Duration) -> Self {
-        Self { store, cache, relay, timeout }
+    /// The use cases over these dependencies; events go to `send_subject`; `timeout` bounds each
+    /// one's database work.
+    pub fn new(store: Store, cache: Cache, relay: Relay, send_subject: String, timeout: Duration) -> Self {
+        Self { store, cache, relay, send_subject, timeout }
     }
 
     async fn bounded<T>(&self, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, ServiceError> {
@@ -86,11 +88,10 @@ impl Emails {
             subject: email.subject().to_owned(),
             created_at: now,
         };
-        let mut headers = std::collections::HashMap::new();
-        cruncan_telemetry::inject_current(&mut headers);
         let outbox = OutboxEvent {
+            subject: self.send_subject.clone(),
             payload: serde_json::to_value(&event).map_err(|e| ServiceError::Unexpected(e.into()))?,
-            headers: headers.into_iter().collect::<BTreeMap<_, _>>(),
+            headers: cruncan_jetstream::trace_headers(),
         };
         let key = key.map(|key| IdempotencyKey { key, request_hash: request_hash(&email) });
         match self.bounded(self.store.create(id, &email, now, &outbox, key.as_ref())).await? {

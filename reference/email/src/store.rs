@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use sqlx::types::Json;
 use std::collections::BTreeMap;
 
 use crate::domain::{Email, EmailId, NewEmail};
@@ -48,6 +47,8 @@ pub enum Created {
 /// The event row written with the email.
 #[derive(Debug, Clone)]
 pub struct OutboxEvent {
+    /// Where it is published (`email.send`, with the configured prefix).
+    pub subject: String,
     /// The `email.send` payload.
     pub payload: serde_json::Value,
     /// Headers to publish with it (`traceparent`).
@@ -134,12 +135,9 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO email_outbox (email_id, payload, headers) VALUES ($1, $2, $3)")
-            .bind(id.0)
-            .bind(&event.payload)
-            .bind(Json(&event.headers))
-            .execute(&mut *tx)
-            .await?;
+        cruncan_jetstream::enqueue(&mut tx, &event.subject, id.0, &event.payload, &event.headers)
+            .await
+            .map_err(|e| e.downcast::<sqlx::Error>().map_or_else(StoreError::Other, StoreError::from))?;
         if let Some(key) = idempotency {
             // A concurrent request with the same key waits here on the primary key until the
             // first commits; then it inserts nothing, rolls back its own rows and replays.

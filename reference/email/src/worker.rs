@@ -96,8 +96,7 @@ impl Worker {
 
     fn backoff(&self, delivered: i64) -> Duration {
         let exp = u32::try_from(delivered.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
-        Duration::from_millis(self.settings.backoff_base_ms.saturating_mul(1 << exp))
-            .min(Duration::from_millis(self.settings.backoff_max_ms))
+        self.settings.backoff_base.saturating_mul(1 << exp).min(self.settings.backoff_max)
     }
 
     // ANCHOR: process
@@ -287,7 +286,7 @@ impl cruncan_telemetry::Extractor for NatsHeaders<'_> {
 /// busy worker holds nothing another could take. On shutdown a worker stops pulling, finishes the
 /// send it is in, and naks a message its last pull still brings, so another replica takes it.
 pub async fn run_pool(worker: Arc<Worker>, consumer: PullConsumer, count: usize, shutdown: Shutdown) {
-    let pull_wait = Duration::from_millis(worker.settings.pull_wait_ms);
+    let pull_wait = worker.settings.pull_wait;
     let tasks: Vec<_> = (0..count)
         .map(|_| {
             tokio::spawn(worker_loop(Arc::clone(&worker), consumer.clone(), pull_wait, shutdown.clone()))

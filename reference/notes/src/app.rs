@@ -24,7 +24,7 @@ use crate::gateway::hub::{Hub, Stats};
 use crate::gateway::{GatewayState, feed};
 use crate::notes::store::Notes;
 use crate::notes::{NotesState, consumer};
-use crate::outbox::Relay;
+use cruncan_jetstream::Relay;
 use crate::users::UsersState;
 
 /// The users service's migrations.

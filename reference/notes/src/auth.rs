@@ -76,7 +76,7 @@ impl Issuer {
             aud: &self.settings.audience,
             iat: now,
             nbf: now.saturating_sub(5),
-            exp: now + self.settings.token_ttl_secs,
+            exp: now + self.settings.token_ttl.as_secs(),
         };
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());

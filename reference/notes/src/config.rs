@@ -4,6 +4,7 @@ use clap::Parser;
 use cruncan_config::{ConfigArgs, Sources};
 use cruncan_db::DatabaseSettings;
 use serde::Deserialize;
+use std::time::Duration;
 
 /// Real-time note sharing: the user service (:8601), the notes service (:8602), the gateway
 /// with the page and the WebSocket (:8600) and its gRPC stream (:8603).
@@ -42,13 +43,14 @@ pub struct Settings {
     /// Tokens the user service issues and the others verify.
     pub auth: AuthSettings,
     /// The outbox relays of both services.
-    pub outbox: OutboxSettings,
+    pub outbox: cruncan_jetstream::RelaySettings,
     /// Logs.
     pub telemetry: TelemetrySettings,
 }
 
 /// One REST service.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServiceSettings {
     /// Bind address.
     pub host: String,
@@ -62,6 +64,7 @@ pub struct ServiceSettings {
 
 /// The gateway.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GatewaySettings {
     /// Bind address.
     pub host: String,
@@ -76,11 +79,14 @@ pub struct GatewaySettings {
     /// (WebSocket close code 4008, gRPC `RESOURCE_EXHAUSTED`).
     pub queue_capacity: usize,
     /// A WebSocket ping every this often.
-    pub ping_interval_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
     /// A connection that sent nothing (not even a pong) for this long is closed.
-    pub idle_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// One frame that takes longer than this to write closes the connection.
-    pub write_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
     /// The kernel's send buffer per connection (`SO_SNDBUF`, inherited from the listening
     /// socket); 0 leaves Linux's autotuning, which lets one client that stopped reading park up
     /// to `net.ipv4.tcp_wmem`'s maximum (4 MiB by default) in the kernel before the gateway
@@ -88,13 +94,15 @@ pub struct GatewaySettings {
     #[serde(default)]
     pub socket_send_buffer_bytes: u32,
     /// Time for the first message (the token) when it is not in the URL.
-    pub auth_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub auth_timeout: Duration,
     /// Most events one resume may replay; further behind, the client is told to reload.
     pub max_replay: usize,
 }
 
 /// NATS JetStream settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NatsSettings {
     /// Server URL.
     pub url: String,
@@ -106,7 +114,8 @@ pub struct NatsSettings {
     #[serde(default)]
     pub subject_prefix: String,
     /// Unacked messages are redelivered after this.
-    pub ack_wait_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
     /// Deliveries before a message is given up.
     pub max_deliver: i64,
     /// Events are kept this long: the window in which a client can resume.
@@ -122,26 +131,20 @@ impl NatsSettings {
 
 /// Token settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     /// `iss` of the tokens.
     pub issuer: String,
     /// `aud` of the tokens.
     pub audience: String,
     /// Token lifetime.
-    pub token_ttl_secs: u64,
-}
-
-/// Outbox relay settings.
-#[derive(Debug, Clone, Deserialize)]
-pub struct OutboxSettings {
-    /// Rows published per transaction.
-    pub batch_size: i64,
-    /// Poll for rows no wake-up announced (another replica's, a missed wake-up).
-    pub poll_interval_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
 }
 
 /// Telemetry settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelemetrySettings {
     /// `EnvFilter` directive.
     pub log_filter: String,

@@ -13,7 +13,6 @@ pub mod error;
 pub mod events;
 pub mod gateway;
 pub mod notes;
-pub mod outbox;
 pub mod users;
 
 pub use app::{App, build};

@@ -16,7 +16,7 @@ use crate::auth::Issuer;
 use crate::domain::{UserId, UserName};
 use crate::error::ApiError;
 use crate::events::UserCreated;
-use crate::outbox::{Relay, enqueue};
+use cruncan_jetstream::{Relay, enqueue, trace_headers};
 use cruncan_http::ValidJson;
 
 /// What the user service's handlers share.
@@ -89,7 +89,7 @@ async fn create_user(
             current_version: None,
         });
     }
-    enqueue(&mut tx, &s.subject, event.event_id, &event).await?;
+    enqueue(&mut tx, &s.subject, event.event_id, &event, &trace_headers()).await?;
     tx.commit().await?;
     s.relay.wake();
     Ok((StatusCode::CREATED, Json(user)))

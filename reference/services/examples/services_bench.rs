@@ -51,17 +51,17 @@ async fn answer(State(stub): State<Arc<Stub>>) -> StatusCode {
 /// No layer does anything: one attempt, no timeout to speak of, no breaker, no bulkhead.
 fn bare() -> CallSettings {
     CallSettings {
-        attempt_timeout_ms: 10_000,
+        attempt_timeout: Duration::from_millis(10_000),
         max_attempts: 1,
         retry_budget_percent: 0.1,
         retry_budget_min_per_sec: 1,
-        backoff_min_ms: 2,
-        backoff_max_ms: 20,
+        backoff_min: Duration::from_millis(2),
+        backoff_max: Duration::from_millis(20),
         max_concurrent: 10_000,
         breaker_failure_rate: 1.0,
         breaker_window: 100_000,
         breaker_min_calls: 100_000,
-        breaker_open_ms: 1_000,
+        breaker_open: Duration::from_millis(1_000),
         breaker_half_open_calls: 1,
     }
 }
@@ -120,8 +120,8 @@ async fn main() -> anyhow::Result<()> {
 
     let retry_3x = CallSettings { max_attempts: 3, retry_budget_percent: 10.0, ..bare() };
     let budget = CallSettings { max_attempts: 3, retry_budget_percent: 0.1, ..bare() };
-    let timeout = CallSettings { attempt_timeout_ms: 100, ..bare() };
-    let timeout_retry = CallSettings { attempt_timeout_ms: 100, max_attempts: 2, ..bare() };
+    let timeout = CallSettings { attempt_timeout: Duration::from_millis(100), ..bare() };
+    let timeout_retry = CallSettings { attempt_timeout: Duration::from_millis(100), max_attempts: 2, ..bare() };
     let breaker =
         CallSettings { breaker_failure_rate: 0.5, breaker_window: 20, breaker_min_calls: 10, ..bare() };
     let bulkhead = CallSettings { max_concurrent: 8, ..bare() };

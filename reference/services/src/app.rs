@@ -119,7 +119,7 @@ fn service(
         })
     };
     routes
-        .layer(axum::middleware::from_fn_with_state(s.request_timeout(), crate::deadline::enforce))
+        .layer(axum::middleware::from_fn_with_state(s.request_timeout, crate::deadline::enforce))
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc) }))
         .merge(cruncan_http::health_routes(ready))
         .fallback(cruncan_http::not_found)
@@ -160,8 +160,8 @@ pub async fn build_orders(s: &OrdersSettings) -> anyhow::Result<(App, OrdersDeps
     let users = Dependency::new("users", &s.users_url, client.clone(), &s.users_calls)?;
     let products = Dependency::new("products", &s.products_url, client, &s.products_calls)?;
     let store = PgOrders(pool.clone());
-    let catalog = Arc::new(HttpCatalog::new(products.clone(), Duration::from_millis(s.price_staleness_ms)));
-    let release_timeout = Duration::from_millis(s.release_timeout_ms);
+    let catalog = Arc::new(HttpCatalog::new(products.clone(), s.price_staleness));
+    let release_timeout = s.release_timeout;
     let ports = Ports {
         users: Arc::new(HttpUsers(users.clone())),
         catalog: catalog.clone(),
@@ -171,9 +171,9 @@ pub async fn build_orders(s: &OrdersSettings) -> anyhow::Result<(App, OrdersDeps
     let sweeper = Sweeper {
         pool: pool.clone(),
         catalog,
-        every: Duration::from_millis(s.sweep_interval_ms),
+        every: s.sweep_interval,
         // Longer than any order can take, so an order still being placed is never swept.
-        stale_after: 2 * (s.service.request_timeout() + release_timeout),
+        stale_after: 2 * (s.service.request_timeout + release_timeout),
         release_timeout,
     };
     let routes = crate::orders::router(OrdersState { ports, store });

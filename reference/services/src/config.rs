@@ -32,6 +32,7 @@ pub struct Settings {
 
 /// Where a service listens and which database it owns.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServiceSettings {
     /// Bind address.
     pub host: String,
@@ -40,18 +41,13 @@ pub struct ServiceSettings {
     /// Its own database.
     pub database: DatabaseSettings,
     /// Longest time a request may take, and the cap on a caller's deadline header.
-    pub request_timeout_ms: u64,
-}
-
-impl ServiceSettings {
-    /// The request time cap.
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
-    }
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 /// The order service.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OrdersSettings {
     /// Listener, database and time cap.
     #[serde(flatten)]
@@ -65,21 +61,26 @@ pub struct OrdersSettings {
     /// The layers on calls to the product service.
     pub products_calls: CallSettings,
     /// How long a product's price may be served from cache when the product service fails.
-    pub price_staleness_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub price_staleness: Duration,
     /// Most orders in flight at once; more are answered 503 at once.
     pub max_in_flight: usize,
     /// Time budget of releasing reservations after a failed order (its own, not the request's).
-    pub release_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub release_timeout: Duration,
     /// Pause between two sweeps for reservations that failed orders still hold.
-    pub sweep_interval_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
 }
 
 // ANCHOR: call_settings
 /// The resilience layers on the calls to one dependency.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CallSettings {
     /// Timeout of one attempt.
-    pub attempt_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub attempt_timeout: Duration,
     /// Most attempts of one idempotent call (1: never retry).
     pub max_attempts: u32,
     /// Retries allowed as a fraction of calls (0.1: one retry per ten calls)...
@@ -87,9 +88,11 @@ pub struct CallSettings {
     /// ...plus this many retries per second regardless.
     pub retry_budget_min_per_sec: u32,
     /// First backoff; it doubles per retry, with up to 100% jitter added.
-    pub backoff_min_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub backoff_min: Duration,
     /// Largest backoff.
-    pub backoff_max_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
     /// Bulkhead: most calls in flight to this dependency; more fail at once.
     pub max_concurrent: usize,
     /// Breaker: failure rate (0..=1) over the window that opens it.
@@ -99,7 +102,8 @@ pub struct CallSettings {
     /// Breaker: fewest calls in the window before the rate counts.
     pub breaker_min_calls: usize,
     /// Breaker: how long it stays open before letting a probe through (half-open).
-    pub breaker_open_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub breaker_open: Duration,
     /// Breaker: probes in half-open; all must succeed to close.
     pub breaker_half_open_calls: usize,
 }
@@ -107,6 +111,7 @@ pub struct CallSettings {
 
 /// The gateway.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GatewaySettings {
     /// Bind address.
     pub host: String,
@@ -119,7 +124,8 @@ pub struct GatewaySettings {
     /// Upstream of `/orders`.
     pub orders_url: String,
     /// Longest a proxied request may take (504 after), also sent downstream as the deadline.
-    pub timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
     /// Most requests in flight; more are shed with 503 and `Retry-After`.
     pub max_in_flight: usize,
     /// Requests per second each client (JWT `sub`) may make, sustained.
@@ -136,6 +142,7 @@ pub struct GatewaySettings {
 
 /// How the gateway checks bearer tokens.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JwtSettings {
     /// The issuer's JWKS.
     pub jwks_url: String,

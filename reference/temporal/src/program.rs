@@ -16,13 +16,13 @@ pub struct WorkerArgs {
     /// Task queue to poll.
     #[arg(long, default_value = TASK_QUEUE)]
     pub task_queue: String,
-    /// Milliseconds to brew one drink.
-    #[arg(long, default_value_t = 3000)]
-    pub brew_ms: u64,
-    /// Milliseconds the server keeps this worker's next workflow task for it (sticky queue)
-    /// before another worker may take it.
-    #[arg(long, default_value_t = 10_000)]
-    pub sticky_timeout_ms: u64,
+    /// How long one drink takes to brew, e.g. `3s`, `500ms`.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub brew: Duration,
+    /// How long the server keeps this worker's next workflow task for it (sticky queue) before
+    /// another worker may take it.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub sticky_timeout: Duration,
     /// The coffee shop's database.
     #[arg(long, default_value = crate::db::COFFEE_DATABASE)]
     pub database: String,
@@ -49,9 +49,9 @@ pub async fn main(args: WorkerArgs) -> anyhow::Result<()> {
             let stores = crate::db::connect(&coffee_db, &saga_db).await?;
             let client = connect(&TemporalSettings::from_env("coffee-worker")).await?;
             let settings = WorkerSettings {
-                sticky_timeout: Duration::from_millis(args.sticky_timeout_ms),
+                sticky_timeout: args.sticky_timeout,
                 crash: args.crash_after,
-                ..WorkerSettings::new(args.task_queue, Duration::from_millis(args.brew_ms))
+                ..WorkerSettings::new(args.task_queue, args.brew)
             };
             tracing::info!(task_queue = %settings.task_queue, "worker polling");
             run_worker(client, stores, settings, shutdown.wait()).await

@@ -36,7 +36,7 @@ async fn rest_create_is_sent_and_arrives_at_the_sink_with_headers_and_body() {
     assert_eq!(read["attempts"], 1);
     assert!(read["sent_at"].is_string());
     assert_eq!(read["to"], serde_json::json!(["alice@example.com", "bob@example.org"]));
-    assert_eq!(email::outbox::pending(&app.pool).await.unwrap(), 0, "the outbox is drained");
+    assert_eq!(cruncan_jetstream::pending(&app.pool).await.unwrap(), 0, "the outbox is drained");
     app.stop().await;
 }
 
@@ -61,7 +61,7 @@ async fn idempotency_key_replays_the_same_email_and_refuses_another_body() {
     let bad = post(new_email("x"), "has space").await;
     assert_eq!(bad.status(), 400);
     let (rows, events): (i64, i64) =
-        sqlx::query_as("SELECT (SELECT count(*) FROM email), (SELECT count(*) FROM email_outbox) + 0")
+        sqlx::query_as("SELECT (SELECT count(*) FROM email), (SELECT count(*) FROM outbox) + 0")
             .fetch_one(&app.pool)
             .await
             .unwrap();

@@ -23,7 +23,7 @@ async fn pull_one(consumer: &PullConsumer) -> async_nats::jetstream::Message {
 
 #[tokio::test]
 async fn a_worker_dying_after_the_send_before_the_ack_never_sends_twice() {
-    let opts = Options { workers: 0, ack_wait_ms: 1_000, ..Options::default() };
+    let opts = Options { workers: 0, ack_wait: Duration::from_secs(1), ..Options::default() };
     let first = spawn_app(opts).await;
     let id = first.create(&new_email(&cruncan_testkit::unique_name("redelivered"))).await;
 

@@ -4,6 +4,7 @@
 
 use async_nats::jetstream;
 use cruncan_shutdown::Shutdown;
+use cruncan_jetstream::RelaySettings;
 use email::config::*;
 use email::mailer::Mailer;
 use serde_json::Value;
@@ -28,7 +29,7 @@ pub struct Options {
     pub workers: usize,
     pub smtp_url: String,
     pub redis_url: String,
-    pub ack_wait_ms: u64,
+    pub ack_wait: Duration,
     pub max_deliver: i64,
 }
 
@@ -38,7 +39,7 @@ impl Default for Options {
             workers: 2,
             smtp_url: stack_smtp_url(),
             redis_url: redis_url(),
-            ack_wait_ms: 10_000,
+            ack_wait: Duration::from_millis(10_000),
             max_deliver: 5,
         }
     }
@@ -54,7 +55,7 @@ pub async fn settings(opts: &Options) -> Settings {
             host: "127.0.0.1".into(),
             port: 0,
             body_limit_bytes: 1 << 20,
-            request_timeout_ms: 5_000,
+            request_timeout: Duration::from_millis(5_000),
         },
         grpc: GrpcSettings {
             host: "127.0.0.1".into(),
@@ -62,9 +63,9 @@ pub async fn settings(opts: &Options) -> Settings {
             cert_path: None,
             key_path: None,
             dev_ca_out: None,
-            keepalive_interval_ms: 30_000,
-            keepalive_timeout_ms: 10_000,
-            max_connection_age_ms: 600_000,
+            keepalive_interval: Duration::from_millis(30_000),
+            keepalive_timeout: Duration::from_millis(10_000),
+            max_connection_age: Duration::from_millis(600_000),
         },
         admin: AdminSettings { host: "127.0.0.1".into(), port: 0 },
         database,
@@ -73,32 +74,32 @@ pub async fn settings(opts: &Options) -> Settings {
             stream: format!("EMAILS_{}", tag.to_uppercase()),
             consumer: "sender".into(),
             subject_prefix: format!("{tag}."),
-            ack_wait_ms: opts.ack_wait_ms,
+            ack_wait: opts.ack_wait,
             max_deliver: opts.max_deliver,
             max_ack_pending: 16,
-            max_age_hours: 1,
+            max_age: Duration::from_secs(3600),
         },
         redis: RedisSettings {
             url: opts.redis_url.clone(),
-            ttl_secs: 60,
-            timeout_ms: 200,
+            ttl: Duration::from_secs(60),
+            timeout: Duration::from_millis(200),
             key_prefix: format!("{tag}:"),
         },
         smtp: SmtpSettings {
             url: opts.smtp_url.clone().into(),
-            timeout_ms: 3_000,
+            timeout: Duration::from_millis(3_000),
             pool_size: 2,
             message_id_domain: MESSAGE_ID_DOMAIN.into(),
         },
         workers: WorkerSettings {
             count: opts.workers,
-            pull_wait_ms: 300,
-            backoff_base_ms: 200,
-            backoff_max_ms: 1_000,
+            pull_wait: Duration::from_millis(300),
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_millis(1_000),
         },
-        outbox: OutboxSettings { batch_size: 100, poll_interval_ms: 200 },
+        outbox: RelaySettings { batch_size: 100, poll_interval: Duration::from_millis(200) },
         telemetry: TelemetrySettings { log_filter: "info".into() },
-        shutdown: ShutdownSettings { drain_timeout_ms: 5_000 },
+        shutdown: ShutdownSettings { drain_timeout: Duration::from_millis(5_000) },
     }
 }
 

@@ -15,12 +15,12 @@ async fn an_email_accepted_while_nats_is_down_is_sent_when_it_is_back() {
     let id = app.create(&new_email(&cruncan_testkit::unique_name("while NATS is down"))).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.status(&id).await.0, "queued");
-    assert_eq!(email::outbox::pending(&app.pool).await.unwrap(), 1, "the event waits in the outbox");
+    assert_eq!(cruncan_jetstream::pending(&app.pool).await.unwrap(), 1, "the event waits in the outbox");
 
     proxy.restore();
     app.wait_for_status(&id, "sent", Duration::from_secs(30)).await;
     SinkApi::stack().wait_for(&id, Duration::from_secs(5)).await;
-    assert_eq!(email::outbox::pending(&app.pool).await.unwrap(), 0);
+    assert_eq!(cruncan_jetstream::pending(&app.pool).await.unwrap(), 0);
     app.stop().await;
 }
 
@@ -29,7 +29,7 @@ async fn a_relay_that_publishes_a_row_twice_is_deduplicated_by_jetstream() {
     let app = spawn_app(Options { workers: 0, ..Options::default() }).await;
     let id = app.create(&new_email("published twice")).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while email::outbox::pending(&app.pool).await.unwrap() > 0 {
+    while cruncan_jetstream::pending(&app.pool).await.unwrap() > 0 {
         assert!(tokio::time::Instant::now() < deadline, "relay did not publish");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -37,14 +37,15 @@ async fn a_relay_that_publishes_a_row_twice_is_deduplicated_by_jetstream() {
     // the row is still there, and the next relay publishes it again.
     let event = serde_json::json!({"email_id": id, "from": "sender@example.com", "to": ["alice@example.com"],
         "subject": "published twice", "created_at": chrono::Utc::now()});
-    sqlx::query("INSERT INTO email_outbox (email_id, payload) VALUES ($1::uuid, $2)")
+    sqlx::query("INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2::uuid, $3)")
+        .bind(app.settings.nats.subject(email::jetstream::SEND_SUBJECT))
         .bind(&id)
         .bind(&event)
         .execute(&app.pool)
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while email::outbox::pending(&app.pool).await.unwrap() > 0 {
+    while cruncan_jetstream::pending(&app.pool).await.unwrap() > 0 {
         assert!(tokio::time::Instant::now() < deadline, "relay did not publish the second time");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

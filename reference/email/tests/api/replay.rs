@@ -12,7 +12,7 @@ async fn replay_reads_the_history_from_each_start_position() {
         ids.push(app.create(&new_email(&format!("replayed {i}"))).await);
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while email::outbox::pending(&app.pool).await.unwrap() > 0 {
+    while cruncan_jetstream::pending(&app.pool).await.unwrap() > 0 {
         assert!(tokio::time::Instant::now() < deadline, "relay did not publish");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

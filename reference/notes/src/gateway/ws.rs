@@ -91,7 +91,7 @@ async fn sign_in(stream: &mut Source, g: &GatewayState, q: Hello) -> Option<(Use
         q
     } else {
         let first =
-            timeout(Duration::from_millis(g.settings.auth_timeout_ms), stream.next()).await.ok()??.ok()?;
+            timeout(g.settings.auth_timeout, stream.next()).await.ok()??.ok()?;
         let Message::Text(text) = first else { return None };
         serde_json::from_str::<Hello>(&text).ok()?
     };
@@ -114,16 +114,16 @@ async fn session(socket: WebSocket, g: GatewayState, q: Hello) {
         }
     };
     let s = &g.settings;
-    let write = Duration::from_millis(s.write_timeout_ms);
-    let idle = Duration::from_millis(s.idle_timeout_ms);
+    let write = s.write_timeout;
+    let idle = s.idle_timeout;
     let hello =
         serde_json::json!({"type": "hello", "seq": feed.hello_seq, "resync": feed.resync, "user_id": user});
     if timeout(write, sink.send(Message::Text(hello.to_string().into()))).await.map_or(true, |r| r.is_err()) {
         return;
     }
     let mut ping = tokio::time::interval_at(
-        Instant::now() + Duration::from_millis(s.ping_interval_ms),
-        Duration::from_millis(s.ping_interval_ms),
+        Instant::now() + s.ping_interval,
+        s.ping_interval,
     );
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut heard = Instant::now();

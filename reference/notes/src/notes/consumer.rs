@@ -25,7 +25,7 @@ pub async fn ensure_consumer(
                 durable_name: Some(s.users_consumer.clone()),
                 filter_subject: s.subject(USER_CREATED),
                 ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_millis(s.ack_wait_ms),
+                ack_wait: s.ack_wait,
                 max_deliver: s.max_deliver,
                 ..Default::default()
             },

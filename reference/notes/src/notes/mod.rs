@@ -15,7 +15,7 @@ use crate::auth::{SignedIn, Verifier};
 use crate::domain::{Body, NoteId, Title, UserId, Version};
 use crate::error::ApiError;
 use crate::events::NoteView;
-use crate::outbox::Relay;
+use cruncan_jetstream::Relay;
 use cruncan_http::ValidJson;
 use store::Notes;
 

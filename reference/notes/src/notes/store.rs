@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::domain::{Body, NoteId, Title, UserId, Version};
 use crate::error::ApiError;
 use crate::events::{NoteEvent, NoteEventKind, NoteView};
-use crate::outbox::enqueue;
+use cruncan_jetstream::{enqueue, trace_headers};
 
 /// The notes store: use cases that take validated types and the signed-in user.
 #[derive(Clone)]
@@ -211,7 +211,7 @@ impl Notes {
         let event =
             NoteEvent { event_id: Uuid::now_v7(), kind, note: note.clone(), audience, by, at: Utc::now() };
         let subject = format!("{}{}", self.prefix, kind.subject());
-        enqueue(tx, &subject, event.event_id, &event).await
+        enqueue(tx, &subject, event.event_id, &event, &trace_headers()).await
     }
 }
 

@@ -77,7 +77,7 @@ async fn a_slow_client_is_cut_and_the_others_are_not() {
     const EVENTS: usize = 300;
     let app = spawn_app_with(|s| {
         s.gateway.queue_capacity = 8;
-        s.gateway.write_timeout_ms = 1_000;
+        s.gateway.write_timeout = Duration::from_millis(1_000);
     })
     .await;
     let alice = app.user("alice").await;
@@ -127,7 +127,7 @@ async fn a_slow_client_is_cut_and_the_others_are_not() {
 
 #[tokio::test]
 async fn a_socket_without_a_valid_token_is_closed_4001() {
-    let app = spawn_app_with(|s| s.gateway.auth_timeout_ms = 500).await;
+    let app = spawn_app_with(|s| s.gateway.auth_timeout = Duration::from_millis(500)).await;
     for first in [Some("{\"token\":\"forged\"}"), Some("hello"), None] {
         let (mut ws, _) = tokio_tungstenite::connect_async(app.ws_url()).await.unwrap();
         if let Some(text) = first {
@@ -144,8 +144,8 @@ async fn a_socket_without_a_valid_token_is_closed_4001() {
 #[tokio::test]
 async fn a_silent_client_is_pinged_then_closed_4000() {
     let app = spawn_app_with(|s| {
-        s.gateway.ping_interval_ms = 250;
-        s.gateway.idle_timeout_ms = 1_500;
+        s.gateway.ping_interval = Duration::from_millis(250);
+        s.gateway.idle_timeout = Duration::from_millis(1_500);
     })
     .await;
     let alice = app.user("alice").await;

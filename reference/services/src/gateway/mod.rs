@@ -55,7 +55,7 @@ pub fn router(s: &GatewaySettings, client: reqwest::Client, limiter: Arc<ratelim
         users: s.users_url.clone(),
         products: s.products_url.clone(),
         orders: s.orders_url.clone(),
-        timeout: Duration::from_millis(s.timeout_ms),
+        timeout: s.timeout,
         body_limit: s.body_limit_bytes,
     });
     let mut api = Router::new();
@@ -76,7 +76,7 @@ pub fn router(s: &GatewaySettings, client: reqwest::Client, limiter: Arc<ratelim
         .fallback(cruncan_http::not_found)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
-            Duration::from_millis(s.timeout_ms),
+            s.timeout,
         ));
     crate::shed::with_load_shedding(router, s.max_in_flight)
         .layer(cors(&s.cors_origins))

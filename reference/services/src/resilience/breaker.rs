@@ -45,7 +45,7 @@ pub fn breaker(dependency: &'static str, s: &CallSettings) -> anyhow::Result<(Ci
         .failure_rate_threshold(s.breaker_failure_rate)
         .sliding_window_size(s.breaker_window)
         .minimum_number_of_calls(s.breaker_min_calls)
-        .wait_duration_in_open(Duration::from_millis(s.breaker_open_ms))
+        .wait_duration_in_open(s.breaker_open)
         .permitted_calls_in_half_open(s.breaker_half_open_calls)
         .on_state_transition(move |from, to| {
             tracing::warn!(dependency, ?from, ?to, "circuit breaker changed state");

@@ -87,20 +87,19 @@ impl Dependency {
         s: &CallSettings,
     ) -> anyhow::Result<Self> {
         let (breaker_layer, breaker) = breaker(name, s)?;
-        let ms = Duration::from_millis;
         let retry = BudgetedRetry::new(
             s.retry_budget_percent,
             s.retry_budget_min_per_sec,
             s.max_attempts,
-            ms(s.backoff_min_ms),
-            ms(s.backoff_max_ms),
+            s.backoff_min,
+            s.backoff_max,
         )?;
         let stack = ServiceBuilder::new()
             .load_shed()
             .concurrency_limit(s.max_concurrent.max(1))
             .retry(retry)
             .layer(breaker_layer)
-            .timeout(ms(s.attempt_timeout_ms))
+            .timeout(s.attempt_timeout)
             .service(Http::new(client, base));
         let calls = cruncan_telemetry::meter("services")
             .u64_counter("services.dependency.calls")

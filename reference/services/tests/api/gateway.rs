@@ -23,7 +23,7 @@ async fn gateway_routes_by_path_with_a_request_id_and_a_deadline() {
     let r = r.send().await.unwrap();
     assert_eq!((r.status(), r.headers()["x-request-id"].to_str().unwrap()), (StatusCode::OK, "mine-1"));
     let deadline = sys.products_proxy.deadlines()[0].unwrap();
-    assert!(deadline > 0 && deadline <= sys.settings.gateway.timeout_ms, "{deadline}");
+    assert!(deadline > 0 && u128::from(deadline) <= sys.settings.gateway.timeout.as_millis(), "{deadline}");
     let order = json!({"user_id": user["id"], "items": [{"product_id": p, "quantity": 2}]});
     let r = c.post(format!("{}/orders", gw.base)).bearer_auth(&gw.token).json(&order).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
@@ -134,7 +134,7 @@ async fn gateway_sheds_load_with_503_and_retry_after() {
 #[tokio::test]
 async fn gateway_times_out_with_504() {
     let sys = spawn_system().await;
-    let gw = spawn_gateway(&sys, |g| g.timeout_ms = 300).await;
+    let gw = spawn_gateway(&sys, |g| g.timeout = Duration::from_millis(300)).await;
     sys.products_proxy.set(Mode::SlowRequest(Duration::from_secs(2)));
     let url = format!("{}/products/{}", gw.base, uuid::Uuid::new_v4());
     let r = sys.client.get(&url).bearer_auth(&gw.token).send().await.unwrap();

@@ -29,17 +29,17 @@ pub fn settings() -> Settings {
 /// Short timeouts and a quick breaker, so fault tests take a second, not a minute.
 pub fn test_calls() -> CallSettings {
     CallSettings {
-        attempt_timeout_ms: 1_000,
+        attempt_timeout: Duration::from_millis(1_000),
         max_attempts: 3,
         retry_budget_percent: 0.1,
         retry_budget_min_per_sec: 1,
-        backoff_min_ms: 2,
-        backoff_max_ms: 10,
+        backoff_min: Duration::from_millis(2),
+        backoff_max: Duration::from_millis(10),
         max_concurrent: 64,
         breaker_failure_rate: 0.5,
         breaker_window: 10,
         breaker_min_calls: 5,
-        breaker_open_ms: 300,
+        breaker_open: Duration::from_millis(300),
         breaker_half_open_calls: 1,
     }
 }

@@ -72,7 +72,7 @@ async fn orders_a_reserve_whose_answer_is_lost_is_released() {
     // The product service takes the stock, but its answer arrives after the attempt timeout.
     let sys = spawn_system_with(|s| {
         let o = &mut s.orders;
-        o.products_calls.attempt_timeout_ms = 500;
+        o.products_calls.attempt_timeout = Duration::from_millis(500);
         o.products_calls.max_attempts = 1;
     })
     .await;
@@ -100,14 +100,14 @@ async fn orders_200_concurrent_orders_never_oversell() {
         for db in [&mut s.users.database, &mut s.products.database, &mut s.orders.service.database] {
             db.acquire_timeout = Duration::from_secs(30);
         }
-        s.products.request_timeout_ms = 30_000;
-        s.users.request_timeout_ms = 30_000;
+        s.products.request_timeout = Duration::from_millis(30_000);
+        s.users.request_timeout = Duration::from_millis(30_000);
         let o = &mut s.orders;
-        o.service.request_timeout_ms = 30_000;
+        o.service.request_timeout = Duration::from_millis(30_000);
         o.max_in_flight = 256;
         for calls in [&mut o.products_calls, &mut o.users_calls] {
             calls.max_concurrent = 256;
-            calls.attempt_timeout_ms = 30_000;
+            calls.attempt_timeout = Duration::from_millis(30_000);
         }
     })
     .await;
@@ -129,7 +129,7 @@ async fn orders_200_concurrent_orders_never_oversell() {
 
 #[tokio::test]
 async fn orders_a_release_that_fails_is_finished_by_the_sweeper() {
-    let sys = spawn_system_with(|s| s.orders.sweep_interval_ms = 100).await;
+    let sys = spawn_system_with(|s| s.orders.sweep_interval = Duration::from_millis(100)).await;
     let (user, plenty, scarce) = (sys.user().await, sys.product(100, 10).await, sys.product(100, 1).await);
     sys.products_proxy.set_for(Method::POST, "/products/release", Mode::Fail);
     let (status, _) = sys.order(&user, &[(&plenty, 4), (&scarce, 2)]).await;
@@ -146,7 +146,7 @@ async fn orders_a_release_that_fails_is_finished_by_the_sweeper() {
 #[tokio::test]
 async fn orders_an_order_abandoned_mid_way_is_released_by_the_sweeper() {
     // As if the order service died between a reserve and the confirm, an hour ago.
-    let sys = spawn_system_with(|s| s.orders.sweep_interval_ms = 100).await;
+    let sys = spawn_system_with(|s| s.orders.sweep_interval = Duration::from_millis(100)).await;
     let p = sys.product(100, 10).await;
     let (order, reservation, product) =
         (uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), p.parse::<uuid::Uuid>().unwrap());

@@ -11,7 +11,7 @@ use std::time::Duration;
 async fn resilience_a_slow_product_service_trips_the_timeout() {
     let sys = spawn_system_with(|s| {
         let o = &mut s.orders;
-        o.products_calls.attempt_timeout_ms = 200;
+        o.products_calls.attempt_timeout = Duration::from_millis(200);
         o.products_calls.max_attempts = 1;
     })
     .await;
@@ -50,7 +50,7 @@ async fn resilience_the_deadline_travels_downstream() {
 #[tokio::test]
 async fn resilience_the_breaker_opens_then_half_opens_and_closes() {
     // Open long enough that the calls below surely fall inside the open period.
-    let sys = spawn_system_with(|s| s.orders.products_calls.breaker_open_ms = 1_000).await;
+    let sys = spawn_system_with(|s| s.orders.products_calls.breaker_open = Duration::from_millis(1_000)).await;
     let (user, p) = (sys.user().await, sys.product(100, 50).await);
     sys.products_proxy.set(Mode::Fail);
     let mut opened = false;
@@ -116,7 +116,7 @@ async fn user_call_while_products_hang(products_bulkhead: usize) -> (StatusCode,
         o.max_in_flight = 8;
         o.products_calls.max_concurrent = products_bulkhead;
         o.products_calls.max_attempts = 1;
-        o.products_calls.attempt_timeout_ms = 10_000;
+        o.products_calls.attempt_timeout = Duration::from_millis(10_000);
     })
     .await;
     let (user, p) = (sys.user().await, sys.product(100, 50).await);
@@ -154,7 +154,7 @@ async fn resilience_the_bulkhead_keeps_user_calls_flowing_while_products_hang() 
 async fn resilience_cached_prices_answer_within_the_staleness_bound() {
     let sys = spawn_system_with(|s| {
         let o = &mut s.orders;
-        o.price_staleness_ms = 1_500;
+        o.price_staleness = Duration::from_millis(1_500);
         o.products_calls.max_attempts = 1;
         o.products_calls.breaker_failure_rate = 1.0;
     })

@@ -90,9 +90,9 @@ impl WorkerProcess {
             .args(["--task-queue", &env.task_queue, "--database", &env.database])
             .args(["--saga-database", &env.saga_database])
             .args(extra)
-            .args(["--brew-ms", &brew_ms.to_string()])
+            .args(["--brew", &format!("{brew_ms}ms")])
             // The default 10s would hold the workflow's next step for the dead worker that long.
-            .args(["--sticky-timeout-ms", "1000"])
+            .args(["--sticky-timeout", "1s"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
