@@ -1,6 +1,7 @@
 //! The outbox against real PostgreSQL and NATS (`make up`): what a transaction writes is
 //! published once it commits and never when it rolls back, with its `Nats-Msg-Id` and headers;
 //! a row published twice is stored once; rows wait while NATS is unreachable.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed setup step is a failed test
 
 use async_nats::jetstream::{self, stream};
 use cruncan_jetstream::{Relay, RelaySettings, enqueue, pending};
@@ -59,21 +60,36 @@ async fn stored(env: &Env) -> u64 {
 #[tokio::test]
 async fn a_committed_row_is_published_once_with_its_id_and_headers_and_a_rolled_back_one_never() {
     let env = env().await;
-    let headers = BTreeMap::from([("traceparent".to_owned(), "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned())]);
+    let headers = BTreeMap::from([(
+        "traceparent".to_owned(),
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+    )]);
     let kept = uuid::Uuid::new_v4();
     let mut tx = env.pool.begin().await.unwrap();
     enqueue(&mut tx, &env.subject, kept, &serde_json::json!({"n": 1}), &headers).await.unwrap();
     tx.commit().await.unwrap();
     let mut tx = env.pool.begin().await.unwrap();
-    enqueue(&mut tx, &env.subject, uuid::Uuid::new_v4(), &serde_json::json!({"n": 2}), &headers).await.unwrap();
+    enqueue(&mut tx, &env.subject, uuid::Uuid::new_v4(), &serde_json::json!({"n": 2}), &headers)
+        .await
+        .unwrap();
     tx.rollback().await.unwrap();
 
     let relay = Relay::new(env.pool.clone(), env.js.clone(), settings());
     assert_eq!(relay.publish_batch().await.unwrap(), 1);
     assert_eq!(pending(&env.pool).await.unwrap(), 0, "deleted once acked");
     assert_eq!(stored(&env).await, 1);
-    let message = env.js.get_stream(&env.stream).await.unwrap().get_last_raw_message_by_subject(&env.subject).await.unwrap();
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&message.payload).unwrap(), serde_json::json!({"n": 1}));
+    let message = env
+        .js
+        .get_stream(&env.stream)
+        .await
+        .unwrap()
+        .get_last_raw_message_by_subject(&env.subject)
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&message.payload).unwrap(),
+        serde_json::json!({"n": 1})
+    );
     let got = message.headers;
     assert_eq!(got.get("Nats-Msg-Id").map(|v| v.as_str()), Some(kept.to_string().as_str()));
     assert_eq!(got.get("traceparent").map(|v| v.as_str()), Some(headers["traceparent"].as_str()));
@@ -122,7 +138,10 @@ async fn rows_wait_while_nats_is_unreachable_and_a_woken_relay_publishes_in_orde
     let stop = Shutdown::new();
     let running = tokio::spawn(relay.clone().run(stop.clone()));
     relay.wake();
-    wait_until(Duration::from_secs(10), "the outbox drained", || async { pending(&env.pool).await.unwrap() == 0 }).await;
+    wait_until(Duration::from_secs(10), "the outbox drained", || async {
+        pending(&env.pool).await.unwrap() == 0
+    })
+    .await;
     stop.trigger();
     running.await.unwrap();
     assert_eq!(stored(&env).await, 25);

@@ -17,10 +17,10 @@ use crate::http::{HttpState, router};
 use crate::jetstream::{connect, ensure_consumer, ensure_stream};
 use crate::mailer::{Mailer, SmtpMailer};
 use crate::metrics::Metrics;
-use cruncan_jetstream::Relay;
 use crate::service::Emails;
 use crate::store::Store;
 use crate::worker::{Worker, run_pool};
+use cruncan_jetstream::Relay;
 
 /// The embedded migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -88,14 +88,13 @@ pub async fn build_with_mailer(settings: Settings, mailer: Arc<dyn Mailer>) -> a
         settings.workers.clone(),
         metrics.clone(),
     ));
-    let emails =
-        Emails::new(
-            store,
-            cache,
-            relay.clone(),
-            settings.nats.subject(crate::jetstream::SEND_SUBJECT),
-            settings.http.request_timeout,
-        );
+    let emails = Emails::new(
+        store,
+        cache,
+        relay.clone(),
+        settings.nats.subject(crate::jetstream::SEND_SUBJECT),
+        settings.http.request_timeout,
+    );
 
     let (identity, dev_ca_pem) = grpc_identity(&settings)?;
     let ready: ReadinessCheck = {

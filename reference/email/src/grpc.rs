@@ -3,7 +3,6 @@
 //! the same [`ServiceError`].
 
 use cruncan_shutdown::Shutdown;
-use std::time::Duration;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;

@@ -3,15 +3,14 @@
 
 use chrono::Utc;
 use sha2::{Digest as _, Sha256};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::cache::Cache;
 use crate::domain::{Email, EmailId, NewEmail, ValidationError};
 use crate::jetstream::SendEmail;
-use cruncan_jetstream::Relay;
 use crate::search::{SearchPage, SearchQuery, search};
 use crate::store::{Created, IdempotencyKey, OutboxEvent, Store, StoreError};
+use cruncan_jetstream::Relay;
 
 /// Why a use case failed; each edge maps it to its status codes.
 #[derive(Debug, thiserror::Error)]

@@ -24,8 +24,8 @@ use crate::gateway::hub::{Hub, Stats};
 use crate::gateway::{GatewayState, feed};
 use crate::notes::store::Notes;
 use crate::notes::{NotesState, consumer};
-use cruncan_jetstream::Relay;
 use crate::users::UsersState;
+use cruncan_jetstream::Relay;
 
 /// The users service's migrations.
 pub static USERS_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/users");

@@ -16,8 +16,8 @@ use crate::auth::Issuer;
 use crate::domain::{UserId, UserName};
 use crate::error::ApiError;
 use crate::events::UserCreated;
-use cruncan_jetstream::{Relay, enqueue, trace_headers};
 use cruncan_http::ValidJson;
+use cruncan_jetstream::{Relay, enqueue, trace_headers};
 
 /// What the user service's handlers share.
 #[derive(Clone)]

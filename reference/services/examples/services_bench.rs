@@ -121,7 +121,8 @@ async fn main() -> anyhow::Result<()> {
     let retry_3x = CallSettings { max_attempts: 3, retry_budget_percent: 10.0, ..bare() };
     let budget = CallSettings { max_attempts: 3, retry_budget_percent: 0.1, ..bare() };
     let timeout = CallSettings { attempt_timeout: Duration::from_millis(100), ..bare() };
-    let timeout_retry = CallSettings { attempt_timeout: Duration::from_millis(100), max_attempts: 2, ..bare() };
+    let timeout_retry =
+        CallSettings { attempt_timeout: Duration::from_millis(100), max_attempts: 2, ..bare() };
     let breaker =
         CallSettings { breaker_failure_rate: 0.5, breaker_window: 20, breaker_min_calls: 10, ..bare() };
     let bulkhead = CallSettings { max_concurrent: 8, ..bare() };

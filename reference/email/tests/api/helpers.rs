@@ -3,8 +3,8 @@
 //! SMTP sink's HTTP API.
 
 use async_nats::jetstream;
-use cruncan_shutdown::Shutdown;
 use cruncan_jetstream::RelaySettings;
+use cruncan_shutdown::Shutdown;
 use email::config::*;
 use email::mailer::Mailer;
 use serde_json::Value;

@@ -90,8 +90,7 @@ async fn sign_in(stream: &mut Source, g: &GatewayState, q: Hello) -> Option<(Use
     let hello = if q.token.is_some() {
         q
     } else {
-        let first =
-            timeout(g.settings.auth_timeout, stream.next()).await.ok()??.ok()?;
+        let first = timeout(g.settings.auth_timeout, stream.next()).await.ok()??.ok()?;
         let Message::Text(text) = first else { return None };
         serde_json::from_str::<Hello>(&text).ok()?
     };
@@ -121,10 +120,7 @@ async fn session(socket: WebSocket, g: GatewayState, q: Hello) {
     if timeout(write, sink.send(Message::Text(hello.to_string().into()))).await.map_or(true, |r| r.is_err()) {
         return;
     }
-    let mut ping = tokio::time::interval_at(
-        Instant::now() + s.ping_interval,
-        s.ping_interval,
-    );
+    let mut ping = tokio::time::interval_at(Instant::now() + s.ping_interval, s.ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut heard = Instant::now();
     loop {

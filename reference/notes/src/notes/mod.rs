@@ -15,8 +15,8 @@ use crate::auth::{SignedIn, Verifier};
 use crate::domain::{Body, NoteId, Title, UserId, Version};
 use crate::error::ApiError;
 use crate::events::NoteView;
-use cruncan_jetstream::Relay;
 use cruncan_http::ValidJson;
+use cruncan_jetstream::Relay;
 use store::Notes;
 
 /// What the notes service's handlers share.

@@ -56,7 +56,10 @@ pub async fn settings() -> Settings {
             audience: "test-notes".into(),
             token_ttl: Duration::from_secs(600),
         },
-        outbox: cruncan_jetstream::RelaySettings { batch_size: 100, poll_interval: Duration::from_millis(200) },
+        outbox: cruncan_jetstream::RelaySettings {
+            batch_size: 100,
+            poll_interval: Duration::from_millis(200),
+        },
         telemetry: TelemetrySettings { log_filter: "info".into() },
     }
 }

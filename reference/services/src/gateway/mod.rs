@@ -74,10 +74,7 @@ pub fn router(s: &GatewaySettings, client: reqwest::Client, limiter: Arc<ratelim
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi::merged()))
         .merge(cruncan_http::health_routes(ready))
         .fallback(cruncan_http::not_found)
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::GATEWAY_TIMEOUT,
-            s.timeout,
-        ));
+        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, s.timeout));
     crate::shed::with_load_shedding(router, s.max_in_flight)
         .layer(cors(&s.cors_origins))
         .layer(axum::middleware::from_fn(cruncan_http::json_method_not_allowed))

@@ -5,7 +5,6 @@ use crate::config::CallSettings;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::ObservableGauge;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tower_resilience_circuitbreaker::{CircuitBreakerHandle, CircuitBreakerLayer, CircuitState};
 
 /// Observes one dependency's breaker.

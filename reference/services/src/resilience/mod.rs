@@ -21,7 +21,6 @@ use crate::config::CallSettings;
 use http::StatusCode;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
-use std::time::Duration;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt as _};
 use tower_resilience_circuitbreaker::CircuitBreakerError;

@@ -12,6 +12,7 @@ use services::app::OrdersDeps;
 use services::config::{CallSettings, GatewaySettings, ServiceSettings};
 use services::{App, Cli, Settings};
 use sqlx::PgPool;
+use std::time::Duration;
 
 /// The crate's config files, every port 0.
 pub fn settings() -> Settings {

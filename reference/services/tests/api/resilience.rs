@@ -50,7 +50,8 @@ async fn resilience_the_deadline_travels_downstream() {
 #[tokio::test]
 async fn resilience_the_breaker_opens_then_half_opens_and_closes() {
     // Open long enough that the calls below surely fall inside the open period.
-    let sys = spawn_system_with(|s| s.orders.products_calls.breaker_open = Duration::from_millis(1_000)).await;
+    let sys =
+        spawn_system_with(|s| s.orders.products_calls.breaker_open = Duration::from_millis(1_000)).await;
     let (user, p) = (sys.user().await, sys.product(100, 50).await);
     sys.products_proxy.set(Mode::Fail);
     let mut opened = false;
