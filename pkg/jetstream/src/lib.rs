@@ -25,4 +25,13 @@
 
 mod relay;
 
+/// `Ok` while `nats` is connected: the readiness of a service that cannot work without NATS.
+pub fn connected(nats: &async_nats::Client) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        nats.connection_state() == async_nats::connection::State::Connected,
+        "nats: not connected"
+    );
+    Ok(())
+}
+
 pub use relay::{Relay, RelaySettings, enqueue, pending, trace_headers};

@@ -103,11 +103,7 @@ pub async fn build_with_mailer(settings: Settings, mailer: Arc<dyn Mailer>) -> a
             let (pool, nats) = (pool.clone(), nats.clone());
             Box::pin(async move {
                 cruncan_db::ping(&pool, Duration::from_secs(1)).await.context("database")?;
-                anyhow::ensure!(
-                    nats.connection_state() == async_nats::connection::State::Connected,
-                    "nats: not connected"
-                );
-                Ok(())
+                cruncan_jetstream::connected(&nats)
             })
         })
     };

@@ -153,22 +153,11 @@ async fn run(args: &Args, info: &serde_json::Value, pid: u32) -> anyhow::Result<
     let mut users = Vec::new();
     for i in 0..args.clients + args.slow {
         let name = format!("b{i}");
-        let u: serde_json::Value = http
-            .post(format!("{users_url}/users"))
-            .json(&serde_json::json!({"name": name}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let s: serde_json::Value = http
-            .post(format!("{users_url}/sessions"))
-            .json(&serde_json::json!({"name": name}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let post = |path: &'static str| {
+            let request = http.post(format!("{users_url}/{path}")).json(&serde_json::json!({"name": name}));
+            async move { request.send().await?.error_for_status()?.json::<serde_json::Value>().await }
+        };
+        let (u, s) = (post("users").await?, post("sessions").await?);
         users.push((
             u["id"].as_str().context("id")?.to_owned(),
             s["token"].as_str().context("token")?.to_owned(),

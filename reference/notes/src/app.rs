@@ -113,11 +113,7 @@ fn readiness(pool: PgPool, nats: async_nats::Client) -> ReadinessCheck {
         let (pool, nats) = (pool.clone(), nats.clone());
         Box::pin(async move {
             cruncan_db::ping(&pool, Duration::from_secs(1)).await.context("database")?;
-            anyhow::ensure!(
-                nats.connection_state() == async_nats::connection::State::Connected,
-                "nats: not connected"
-            );
-            Ok(())
+            cruncan_jetstream::connected(&nats)
         })
     })
 }
@@ -126,13 +122,7 @@ fn readiness(pool: PgPool, nats: async_nats::Client) -> ReadinessCheck {
 fn gateway_readiness(nats: async_nats::Client) -> ReadinessCheck {
     Arc::new(move || {
         let nats = nats.clone();
-        Box::pin(async move {
-            anyhow::ensure!(
-                nats.connection_state() == async_nats::connection::State::Connected,
-                "nats: not connected"
-            );
-            Ok(())
-        })
+        Box::pin(async move { cruncan_jetstream::connected(&nats) })
     })
 }
 

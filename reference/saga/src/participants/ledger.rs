@@ -40,6 +40,24 @@ fn sql(template: &str, schema: &str) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(template.replace("{schema}", schema))
 }
 
+/// Records `key` in state `state` unless it has a record already; `true` when this call wrote it.
+async fn first_record<S: LocalStep>(
+    conn: &mut PgConnection,
+    key: &IdempotencyKey,
+    state: &str,
+) -> sqlx::Result<bool> {
+    let written = sqlx::query(sql(
+        "INSERT INTO {schema}.idempotency (key, state) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        S::SCHEMA,
+    ))
+    .bind(key.as_str())
+    .bind(state)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(written == 1)
+}
+
 // ANCHOR: execute_once
 /// Runs `step` under `key` inside the caller's transaction, unless the key has an outcome
 /// already (then returns it, `fresh: false`).
@@ -49,16 +67,7 @@ pub async fn execute_once<S: LocalStep>(
     key: &IdempotencyKey,
     saga: &OrderSaga,
 ) -> sqlx::Result<Outcome> {
-    let inserted = sqlx::query(sql(
-        "INSERT INTO {schema}.idempotency (key, state) VALUES ($1, 'done') ON CONFLICT (key) DO NOTHING",
-        S::SCHEMA,
-    ))
-    .bind(key.as_str())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    if !inserted {
+    if !first_record::<S>(conn, key, "done").await? {
         let (state, reference, error): (String, Option<String>, Option<String>) = sqlx::query_as(sql(
             "SELECT state, reference, error FROM {schema}.idempotency WHERE key = $1",
             S::SCHEMA,
@@ -102,17 +111,8 @@ pub async fn compensate_once<S: LocalStep>(
     key: &IdempotencyKey,
     saga: &OrderSaga,
 ) -> sqlx::Result<bool> {
-    let tombstone = sqlx::query(sql(
-        "INSERT INTO {schema}.idempotency (key, state) VALUES ($1, 'compensated')
-         ON CONFLICT (key) DO NOTHING",
-        S::SCHEMA,
-    ))
-    .bind(key.as_str())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    if tombstone {
+    if first_record::<S>(conn, key, "compensated").await? {
+        // A key never seen: the tombstone is written, so the step can no longer apply.
         return Ok(false);
     }
     let (state, reference): (String, Option<String>) = sqlx::query_as(sql(
