@@ -154,12 +154,14 @@ impl Drop for TelemetryGuard {
 /// Log lines are written by a thread of their own, not by the async worker that logged them: a
 /// slow or full stdout pipe must not stall request handling, and the writer thread batches the
 /// lines queued meanwhile into one `write` (a `BufWriter` it flushes whenever its queue is
-/// empty) instead of one system call per line. Nothing is dropped: past 128k queued lines the
-/// logging thread waits (backpressure) rather than losing lines silently.
+/// empty) instead of one system call per line. Nothing is dropped: past 8,192 queued lines (about
+/// 2–3 MB of JSON) the logging thread waits (backpressure) rather than losing lines silently. The
+/// queue is bounded that tightly on purpose: at tracing-appender's default of 128k lines, a
+/// consumer starved of CPU on a backlog queued 40 MB of log lines (two's peak RSS in `make bench`).
 pub fn init_telemetry(cfg: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
-        .buffered_lines_limit(128_000)
+        .buffered_lines_limit(8_192)
         .thread_name("log-writer")
         .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
     let mut telemetry = init_telemetry_with_writer(cfg, writer)?;
