@@ -53,8 +53,8 @@ bench-reference: ## only the reference systems' benchmarks (email, saga, service
 bench-quick: ## the same in about a minute (8 and 32 connections, 3 s steps), for iterating
 	@BENCH_ARGS="--quick $${BENCH_ARGS:-}" scripts/bench.sh
 
-bench-durable: ## the bench against a PostgreSQL that really flushes commits (fsync, synchronous_commit on)
-	@CRUNCAN_PG_DURABLE=1 scripts/stack.sh up >/dev/null && { scripts/bench.sh; rc=$$?; CRUNCAN_PG_DURABLE=0 scripts/stack.sh up >/dev/null; exit $$rc; }
+bench-durable: ## the flow's bench against a PostgreSQL that really flushes commits (fsync, synchronous_commit on) → target/bench-durable/report.md
+	@CRUNCAN_PG_DURABLE=1 scripts/stack.sh up >/dev/null && { BENCH_OUT=target/bench-durable scripts/bench.sh; rc=$$?; CRUNCAN_PG_DURABLE=0 scripts/stack.sh up >/dev/null; exit $$rc; }
 
 bench-notes: ## notes gateway: 500 WebSocket clients at 100 events/s beside NATS core fan-out → target/notes-bench/report.md
 	@$(STACK) up >/dev/null
@@ -64,6 +64,7 @@ bench-publish: ## copy the last report into the book's performance chapter (a de
 	@test -f target/bench/report.md || { echo "no target/bench/report.md: run make bench first" >&2; exit 1; }
 	cp target/bench/report.md book/src/ops/bench-report.md
 	@if [ -f target/bench/reference.md ]; then cp target/bench/reference.md book/src/ops/bench-reference.md; fi
+	@if [ -f target/bench-durable/report.md ]; then cp target/bench-durable/report.md book/src/ops/bench-durable.md; fi
 
 stack-observability: ## collector, Tempo, Loki, Prometheus, Grafana (:3000) — needs a Docker engine
 	@if docker info >/dev/null 2>&1; then \

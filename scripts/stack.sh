@@ -165,14 +165,21 @@ pg_ready() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" -t 2; }
 # for measuring what a production database allows; =0 goes back to the fast throw-away settings;
 # unset leaves the running server as it is. All three settings apply on reload, no restart.
 pg_durability() {
-  local sql
+  local verb
   case "${CRUNCAN_PG_DURABLE:-}" in
-    1) sql="ALTER SYSTEM SET fsync = on; ALTER SYSTEM SET synchronous_commit = on; ALTER SYSTEM SET full_page_writes = on;" ;;
-    0) sql="ALTER SYSTEM RESET fsync; ALTER SYSTEM RESET synchronous_commit; ALTER SYSTEM RESET full_page_writes;" ;;
+    1) verb="SET %s = on" ;;
+    0) verb="RESET %s" ;;
     *) return 0 ;;
   esac
+  # One -c per ALTER SYSTEM: it refuses to run inside a transaction block, which is what several
+  # statements in one -c are (and psql would still exit 0 if a later -c succeeded).
+  local args=(-v ON_ERROR_STOP=1) setting
+  for setting in fsync synchronous_commit full_page_writes; do
+    # shellcheck disable=SC2059
+    args+=(-c "ALTER SYSTEM $(printf "$verb" "$setting")")
+  done
   PGPASSWORD=$PG_PASSWORD psql -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
-    -c "$sql" -c "SELECT pg_reload_conf();" >/dev/null || die "could not change PostgreSQL's durability settings"
+    "${args[@]}" -c "SELECT pg_reload_conf();" >/dev/null || die "could not change PostgreSQL's durability settings"
   say "PostgreSQL durability: $(PGPASSWORD=$PG_PASSWORD psql -qtA -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c 'SHOW fsync') (CRUNCAN_PG_DURABLE=$CRUNCAN_PG_DURABLE)"
 }
 
