@@ -152,7 +152,7 @@ pub fn markdown(figures: &[Figure]) -> String {
     for f in figures {
         let lat = f.latency_ms.map_or_else(
             || " |  |  | ".to_owned(),
-            |[p50, p90, p99, max]| format!("{p50:.2} | {p90:.2} | {p99:.2} | {max:.2} "),
+            |[p50, p90, p99, max]| format!("{} | {} | {} | {} ", ms(p50), ms(p90), ms(p99), ms(max)),
         );
         let (limit, limit_tp) =
             f.limit.as_ref().map_or((String::new(), String::new()), |(n, t)| (n.clone(), format!("{t:.0}")));
@@ -163,6 +163,12 @@ pub fn markdown(figures: &[Figure]) -> String {
         ));
     }
     out
+}
+
+/// Milliseconds as a reader wants them: two decimals below 100 ms, whole milliseconds above
+/// (seconds of queueing do not need microseconds, and the table stays inside the book's column).
+fn ms(v: f64) -> String {
+    if v < 100.0 { format!("{v:.2}") } else { format!("{v:.0}") }
 }
 
 /// The report as CSV.
