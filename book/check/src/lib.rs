@@ -67,6 +67,17 @@ impl std::fmt::Display for UnusedAnchor {
     }
 }
 
+/// This crate's folder (`book/check`). Under `cargo run` and `cargo test` it is the one cargo names
+/// at run time: the path baked in at compile time belongs to whichever checkout built the binary,
+/// and cargo does not rebuild when only the checkout's path changed (CI's clone and a working copy
+/// sharing one target directory would read each other's book).
+pub fn crate_dir() -> std::path::PathBuf {
+    match (std::env::var("CARGO_PKG_NAME"), std::env::var_os("CARGO_MANIFEST_DIR")) {
+        (Ok(name), Some(dir)) if name == env!("CARGO_PKG_NAME") => dir.into(),
+        _ => env!("CARGO_MANIFEST_DIR").into(),
+    }
+}
+
 /// The folders [`unused_anchors`] scans: every folder that holds code a chapter could show.
 /// (Not book/check: its tests and docs spell the marker as data.)
 pub const SCANNED: [&str; 5] = ["pkg", "flow", "reference", "scripts", "deploy"];
@@ -189,7 +200,7 @@ mod tests {
 
     #[test]
     fn the_real_book_has_no_broken_include() {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../src");
+        let src = crate_dir().join("../src");
         let problems = check_book(&src).unwrap();
         let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert!(problems.is_empty(), "broken includes:\n{}", listed.join("\n"));
@@ -197,7 +208,7 @@ mod tests {
 
     #[test]
     fn every_anchor_in_the_code_is_included_by_a_chapter() {
-        let book = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let book = crate_dir().join("..");
         let unused = unused_anchors(&book.join(".."), &book.join("src")).unwrap();
         let listed: Vec<String> = unused.iter().map(ToString::to_string).collect();
         assert!(unused.is_empty(), "anchors no chapter includes:\n{}", listed.join("\n"));

@@ -7,7 +7,7 @@ use book_check::browser::{Options, check_site};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let mut opts = Options::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../book"));
+    let mut opts = Options::new(book_check::crate_dir().join("../book"));
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {

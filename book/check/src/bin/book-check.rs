@@ -2,8 +2,9 @@
 //! exits 1 when there is one.
 
 fn main() -> anyhow::Result<()> {
-    let src =
-        std::env::args().nth(1).unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../src").to_owned());
+    let src = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| book_check::crate_dir().join("../src").to_string_lossy().into_owned());
     let problems = book_check::check_book(std::path::Path::new(&src))?;
     for p in &problems {
         eprintln!("{p}");
