@@ -47,7 +47,7 @@ bench: ## the flow beside its limits, then the reference systems → target/benc
 bench-flow: ## only the flow's scenarios (scripts/bench.sh)
 	@scripts/bench.sh
 
-bench-reference: ## only the reference systems' benchmarks (email, saga, services, temporal)
+bench-reference: ## only the reference systems' benchmarks (email, saga, services, temporal, notes)
 	@scripts/bench-reference.sh
 
 bench-quick: ## the same in about a minute (8 and 32 connections, 3 s steps), for iterating
