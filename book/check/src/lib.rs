@@ -67,15 +67,10 @@ impl std::fmt::Display for UnusedAnchor {
     }
 }
 
-/// This crate's folder (`book/check`). Under `cargo run` and `cargo test` it is the one cargo names
-/// at run time: the path baked in at compile time belongs to whichever checkout built the binary,
-/// and cargo does not rebuild when only the checkout's path changed (CI's clone and a working copy
-/// sharing one target directory would read each other's book).
+/// This crate's folder (`book/check`), as [`cruncan_config::crate_dir!`] finds it: the checkout
+/// cargo runs it in, not the one that compiled it.
 pub fn crate_dir() -> std::path::PathBuf {
-    match (std::env::var("CARGO_PKG_NAME"), std::env::var_os("CARGO_MANIFEST_DIR")) {
-        (Ok(name), Some(dir)) if name == env!("CARGO_PKG_NAME") => dir.into(),
-        _ => env!("CARGO_MANIFEST_DIR").into(),
-    }
+    cruncan_config::crate_dir!()
 }
 
 /// The folders [`unused_anchors`] scans: every folder that holds code a chapter could show.

@@ -182,7 +182,7 @@ pub struct ShutdownSettings {
 impl Settings {
     /// Loads the layered settings with the flags of `cli` on top.
     pub fn load(cli: &Cli) -> anyhow::Result<Self> {
-        let dir = cli.config.dir_or(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
+        let dir = cli.config.dir_or(cruncan_config::crate_dir!().join("config"));
         let sources = Sources::new(dir, cli.config.environment.clone())
             .override_with("http.host", cli.host.as_ref())
             .override_with("http.port", cli.port)

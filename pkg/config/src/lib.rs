@@ -35,15 +35,40 @@ pub struct ConfigArgs {
 
 impl ConfigArgs {
     /// The config folder: the flag, else `./config` when it exists, else `fallback` (a service passes
-    /// `concat!(env!("CARGO_MANIFEST_DIR"), "/config")` so `cargo run -p NAME` works from anywhere).
-    pub fn dir_or(&self, fallback: &str) -> PathBuf {
+    /// `crate_dir!().join("config")` so `cargo run -p NAME` works from anywhere).
+    pub fn dir_or(&self, fallback: impl Into<PathBuf>) -> PathBuf {
         match &self.config_dir {
             Some(dir) => dir.clone(),
             None if Path::new("config/base.yaml").is_file() => PathBuf::from("config"),
-            None => PathBuf::from(fallback),
+            None => fallback.into(),
         }
     }
 }
+
+// ANCHOR: crate_dir
+/// The calling crate's folder: under `cargo run` and `cargo test` the one cargo names at run time,
+/// else the one it was compiled in.
+///
+/// `env!("CARGO_MANIFEST_DIR")` alone is the folder of whichever checkout compiled the binary, and
+/// cargo does not recompile a workspace crate when only the checkout's path changed: two checkouts
+/// sharing one target directory (a CI clone and a working copy) would read each other's files.
+/// The run-time value is used only when it names the same package, so a process started by
+/// another package's tests (which inherits that package's variables) keeps its own folder.
+#[macro_export]
+macro_rules! crate_dir {
+    () => {
+        $crate::crate_dir_of(env!("CARGO_PKG_NAME"), env!("CARGO_MANIFEST_DIR"))
+    };
+}
+
+/// See [`crate_dir!`]: `package`'s folder, `compiled_in` unless cargo names it at run time.
+pub fn crate_dir_of(package: &str, compiled_in: &str) -> PathBuf {
+    match (std::env::var("CARGO_PKG_NAME"), std::env::var_os("CARGO_MANIFEST_DIR")) {
+        (Ok(name), Some(dir)) if name == package => dir.into(),
+        _ => compiled_in.into(),
+    }
+}
+// ANCHOR_END: crate_dir
 
 /// Everything [`load`] layers, in precedence order.
 #[derive(Debug, Clone, Default)]
@@ -136,6 +161,17 @@ pub fn check_config_files<T: DeserializeOwned>(dir: &str, environments: &[&str],
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_crate_dir_is_the_one_cargo_runs_us_in_and_only_for_our_own_package() {
+        // `cargo test` names this package's folder at run time: it wins over a stale compiled-in one.
+        let here = crate_dir_of(env!("CARGO_PKG_NAME"), "/a/checkout/that/is/gone");
+        assert!(here.join("src/lib.rs").is_file(), "{}", here.display());
+        // A process of another package (inheriting our variables) keeps its compiled-in folder.
+        assert_eq!(crate_dir_of("another-package", "/compiled/in"), PathBuf::from("/compiled/in"));
+        assert_eq!(crate_dir!(), here);
+    }
+
     use super::*;
     use serde::Deserialize;
 

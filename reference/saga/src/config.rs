@@ -90,7 +90,7 @@ pub struct TelemetrySettings {
 impl Settings {
     /// Layers config files, `APP_*` variables and `cli`.
     pub fn load(cli: &Cli) -> anyhow::Result<Self> {
-        let dir = cli.config.dir_or(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
+        let dir = cli.config.dir_or(cruncan_config::crate_dir!().join("config"));
         let sources = Sources::new(dir, cli.config.environment.clone())
             .override_with("http.port", cli.port)
             .override_with("participants.mode", cli.participants.clone());

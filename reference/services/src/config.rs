@@ -159,7 +159,7 @@ pub struct JwtSettings {
 impl Settings {
     /// Loads the layered settings; `DATABASE_URL` points the three databases at its server.
     pub fn load(cli: &Cli) -> anyhow::Result<Self> {
-        let dir = cli.config.dir_or(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
+        let dir = cli.config.dir_or(cruncan_config::crate_dir!().join("config"));
         let mut s: Self = cruncan_config::load(&Sources::new(dir, cli.config.environment.clone()))?;
         if let Some(url) = &cli.database_url {
             for db in [&mut s.users.database, &mut s.products.database, &mut s.orders.service.database] {
