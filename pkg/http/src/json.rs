@@ -7,7 +7,7 @@
 use crate::json_error;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
@@ -42,8 +42,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
     type Rejection = JsonRejection;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, JsonRejection> {
-        let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        if !ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
+        if !is_json(req.headers()) {
             return Err(JsonRejection::UnsupportedMediaType);
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| match e.status() {
@@ -64,6 +63,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
     }
 }
 // ANCHOR_END: valid_json
+
+/// Whether `Content-Type` says JSON: `application/json` or an `application/*+json` type, any
+/// parameters (`; charset=utf-8`) ignored.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
 
 impl JsonRejection {
     /// The status and the stable code clients branch on.

@@ -15,7 +15,7 @@ mod idempotency;
 mod json;
 
 pub use idempotency::{IdempotencyKeyHeader, InvalidIdempotencyKey};
-pub use json::{JsonRejection, ValidJson};
+pub use json::{JsonRejection, ValidJson, is_json};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};

@@ -3,6 +3,7 @@
 use anyhow::Context as _;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, message::PublishMessage};
+use backon::{BackoffBuilder as _, ExponentialBuilder};
 use cruncan_shutdown::Shutdown;
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
@@ -84,19 +85,30 @@ impl Relay {
     }
 
     /// Publishes until `stop`, then once more (what the last requests wrote) and returns. A
-    /// failed round (database or NATS down) is retried with a growing pause, up to 5 s.
+    /// failed round (database or NATS down) is retried after a pause that doubles from the poll
+    /// interval up to 5 s (backon).
     pub async fn run(self, stop: Shutdown) {
         let poll = self.settings.poll_interval;
-        let mut pause = poll;
+        let failure_backoff = || {
+            ExponentialBuilder::new()
+                .with_min_delay(poll)
+                .with_max_delay(Duration::from_secs(5).max(poll))
+                .without_max_times()
+                .build()
+        };
+        let mut backoff = failure_backoff();
         loop {
-            match self.publish_batch().await {
+            let pause = match self.publish_batch().await {
                 Ok(n) if n as i64 >= self.settings.batch_size => continue, // more waiting
-                Ok(_) => pause = poll,
+                Ok(_) => {
+                    backoff = failure_backoff();
+                    poll
+                }
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "outbox relay: publishing failed; retrying");
-                    pause = (pause * 2).min(Duration::from_secs(5));
+                    backoff.next().unwrap_or(poll)
                 }
-            }
+            };
             tokio::select! {
                 () = stop.wait() => break,
                 () = self.wake.notified() => {}

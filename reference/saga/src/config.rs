@@ -108,7 +108,7 @@ mod tests {
     use super::*;
 
     fn load(overrides: &[(&str, &str)]) -> anyhow::Result<Settings> {
-        let mut sources = Sources::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"), "local");
+        let mut sources = Sources::new(cruncan_config::crate_dir!().join("config"), "local");
         sources.env = Some(Default::default());
         for (k, v) in overrides {
             sources = sources.override_with(k, Some(v));

@@ -5,7 +5,7 @@ use super::{ApiError, AppState};
 use crate::domain::{NewRequest, ValidationError};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use cruncan_model::OneRequest;
 
 // ANCHOR: valid_request
@@ -49,8 +49,5 @@ fn parse(body: &[u8], state: &AppState) -> Result<NewRequest, ApiError> {
 // ANCHOR_END: valid_request
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    let json = mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
-    if json { Ok(()) } else { Err(ApiError::UnsupportedMediaType) }
+    if cruncan_http::is_json(headers) { Ok(()) } else { Err(ApiError::UnsupportedMediaType) }
 }
