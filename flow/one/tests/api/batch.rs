@@ -88,3 +88,29 @@ async fn concurrent_posts_are_each_stored_and_published_once() {
     assert_eq!(app.count("outbox").await, 64);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_whose_connection_the_database_ended_takes_a_new_one() {
+    let pool = migrated_pool().await;
+    let batcher = Batcher::spawn(pool.clone(), OutboxWaker::default(), 64, 1);
+    batcher.insert(row("before")).await.unwrap();
+    // The writer keeps that connection for its next batch; the database ends it (and waits until
+    // the backend is gone), as a restart or an administrator would.
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(!ended.is_empty() && ended.iter().all(|&e| e), "the writer's backend ended: {ended:?}");
+
+    // The batch already on its way to that connection fails as unavailable (a 503 at the edge),
+    // and the writer does not reuse the connection: the next batch is stored.
+    let on_the_dead_connection = batcher.insert(row("during")).await;
+    assert!(matches!(on_the_dead_connection, Err(RepoError::Unavailable(_))), "{on_the_dead_connection:?}");
+    batcher.insert(row("after")).await.unwrap();
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT req_id FROM request ORDER BY req_id").fetch_all(&pool).await.unwrap();
+    assert_eq!(stored, ["after", "before"]);
+}
