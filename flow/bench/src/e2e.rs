@@ -4,7 +4,7 @@
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use flow_bench::percentiles_of;
+use flow_bench::{Op, open_loop, percentiles_of};
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use std::collections::HashMap;
@@ -61,14 +61,27 @@ pub struct Breakdown {
     pub samples: usize,
 }
 
+/// How many calls the stub has received so far.
+pub async fn stub_count(stub: &str) -> anyhow::Result<u64> {
+    let v: serde_json::Value = reqwest::get(format!("{stub}/received/count")).await?.json().await?;
+    v["count"].as_u64().context("the stub's count")
+}
+
 /// Waits until the stub received every accepted id (120 s at most), then splits the latency.
+/// `count_before` is the stub's count when the measured requests started: until it has grown by
+/// as many, only the count is asked (the full list is megabytes of JSON, and building it would
+/// take CPU from two while it is still delivering what is being measured).
 pub async fn end_to_end(
     stub: &str,
+    count_before: u64,
     accepted: &[(String, DateTime<Utc>)],
     seen: &Seen,
 ) -> anyhow::Result<Breakdown> {
     let wanted: HashMap<&str, DateTime<Utc>> = accepted.iter().map(|(id, at)| (id.as_str(), *at)).collect();
     let deadline = Instant::now() + Duration::from_secs(120);
+    while stub_count(stub).await? < count_before + wanted.len() as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     loop {
         let received: Vec<serde_json::Value> = reqwest::get(format!("{stub}/received")).await?.json().await?;
         let mut arrived = HashMap::with_capacity(wanted.len());
@@ -91,6 +104,49 @@ pub async fn end_to_end(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// One step of [`highest_rate_within`]: the rate asked, what one completed, the split.
+#[derive(Debug)]
+pub struct Step {
+    /// Requests/s asked of the open loop.
+    pub rate: f64,
+    /// Requests/s one answered with 201.
+    pub completed: f64,
+    /// End to end, by stage.
+    pub breakdown: Breakdown,
+}
+
+// ANCHOR: ladder
+/// The pipeline's capacity at a latency bound: open-loop steps from `start` requests/s, each
+/// 1.5× the last, until end-to-end p99 exceeds `bound_ms` or the rate passes `stop`. Each step
+/// waits until two delivered all of it before the next starts. Returns every step; the highest
+/// rate within the bound is the last step that kept it.
+pub async fn highest_rate_within(
+    op: Op,
+    stub: &str,
+    seen: &Seen,
+    start: f64,
+    stop: f64,
+    step: Duration,
+    bound_ms: f64,
+) -> anyhow::Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    let mut rate = start;
+    while rate <= stop {
+        eprintln!("bench: end to end at {rate:.0}/s (looking for p99 ≤ {bound_ms} ms)");
+        let before = stub_count(stub).await?;
+        let run = open_loop(op.clone(), rate, step, 256).await?;
+        let breakdown = end_to_end(stub, before, &run.outputs, seen).await?;
+        let within = breakdown.total[2] <= bound_ms;
+        steps.push(Step { rate, completed: run.throughput(), breakdown });
+        if !within {
+            break;
+        }
+        rate *= 1.5;
+    }
+    Ok(steps)
+}
+// ANCHOR_END: ladder
 
 fn split(
     wanted: &HashMap<&str, DateTime<Utc>>,
