@@ -11,5 +11,6 @@ mod poison;
 mod redrive;
 mod retries;
 mod shutdown;
+mod store;
 mod telemetry;
 mod token;
