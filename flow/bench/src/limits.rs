@@ -50,6 +50,20 @@ fn psql(db: &str, sql: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
+/// Drops the databases earlier runs left (`bench_one_*`, `bench_two_*`, `bench_pg_*`): each run
+/// makes its own, and hundreds of stale ones cost the server autovacuum visits and disk.
+pub fn drop_earlier_databases() -> anyhow::Result<usize> {
+    let names = psql(
+        "postgres",
+        r"SELECT datname FROM pg_database WHERE datname ~ '^bench_(one|two|pg)_[0-9]{14}$'",
+    )?;
+    let names: Vec<&str> = names.lines().filter(|n| !n.is_empty()).collect();
+    for name in &names {
+        psql("postgres", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+    }
+    Ok(names.len())
+}
+
 /// `on` when the stack's PostgreSQL really flushes commits (`CRUNCAN_PG_DURABLE=1 make up`).
 pub fn pg_durability() -> anyhow::Result<String> {
     let fsync = psql("postgres", "SHOW fsync")?;

@@ -178,6 +178,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let bin = |name: &str| args.bin_dir.join(name);
     let logs = args.out.join("logs");
     let postgres = limits::pg_durability()?;
+    let dropped = limits::drop_earlier_databases()?;
+    if dropped > 0 {
+        eprintln!("bench: dropped {dropped} databases of earlier runs");
+    }
     let mut figures = Vec::new();
 
     // The system under test.
