@@ -50,12 +50,16 @@ fn psql(db: &str, sql: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// Drops the databases earlier runs left (`bench_one_*`, `bench_two_*`, `bench_pg_*`): each run
-/// makes its own, and hundreds of stale ones cost the server autovacuum visits and disk.
+/// Drops the databases runs older than an hour left (`bench_one_*`, `bench_two_*`,
+/// `bench_pg_*`, named by their start time): each run makes its own, and hundreds of stale ones
+/// cost the server autovacuum visits and disk. A run still going is younger than that.
 pub fn drop_earlier_databases() -> anyhow::Result<usize> {
     let names = psql(
         "postgres",
-        r"SELECT datname FROM pg_database WHERE datname ~ '^bench_(one|two|pg)_[0-9]{14}$'",
+        r"SELECT datname FROM pg_database
+          WHERE datname ~ '^bench_(one|two|pg)_[0-9]{14}$'
+            AND to_timestamp(right(datname, 14), 'YYYYMMDDHH24MISS')::timestamp
+                < now() AT TIME ZONE 'UTC' - interval '1 hour'",
     )?;
     let names: Vec<&str> = names.lines().filter(|n| !n.is_empty()).collect();
     for name in &names {

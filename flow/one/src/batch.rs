@@ -9,10 +9,11 @@
 //! requests queue and form the next batch.
 //!
 //! Each of the `concurrency` writers keeps its own connection between batches instead of taking
-//! one from the pool per batch: sqlx pings every connection it is handed back (a round trip and a
-//! wake-up per batch, the cost that shows most at 8 connections). A connection idle for a second
-//! goes back to the pool and a fresh checkout (pinged there when idle) replaces it, and one that
-//! failed is closed, so a restarted database costs no request more than with the pool alone.
+//! one from the pool per batch: sqlx pings every connection handed back to its pool (a round
+//! trip and a wake-up per batch). What the pool's checks protect against is kept: writers idle
+//! for a second hand their connections back (where a checkout after a second idle is pinged), a
+//! connection is renewed after five minutes (so it ages like pooled ones), and one that met an
+//! unreachable database is closed, not reused.
 //!
 //! Requests with an `Idempotency-Key` do not come here: their statement must see the key row
 //! of a concurrent duplicate, and a batch would make one conflict fail the others.
@@ -20,6 +21,7 @@
 use crate::outbox::OutboxWaker;
 use crate::repo::RepoError;
 use chrono::{DateTime, Utc};
+use futures::FutureExt as _;
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 use std::time::{Duration, Instant};
@@ -56,14 +58,6 @@ enum Outcome {
 
 type Job = (NewRow, oneshot::Sender<Outcome>);
 
-/// A writer's connection between batches, with when it was last used; `None` until its first
-/// batch and after a failure.
-type Slot = Option<(PoolConnection<Postgres>, Instant)>;
-
-/// A writer's connection idle this long goes back to the pool (where an idle connection is
-/// pinged before use) instead of being used unchecked.
-const KEEP_IDLE: Duration = Duration::from_secs(1);
-
 // ANCHOR: batcher
 /// The handle requests write through; cheap to clone. The writer task ends when the last handle
 /// is dropped, after finishing the batches in flight.
@@ -94,16 +88,48 @@ impl Batcher {
     }
 }
 
+/// A writer's connection between batches; `None` until its first batch, after an unreachable
+/// database, and after sitting idle.
+type Slot = Option<Held>;
+
+/// A connection a writer holds, with when it was checked out and last used.
+#[derive(Debug)]
+struct Held {
+    conn: PoolConnection<Postgres>,
+    checked_out: Instant,
+    used: Instant,
+}
+
+/// Writers idle this long hand their connections back to the pool (which pings a connection
+/// idle that long before handing it out again).
+const KEEP_IDLE: Duration = cruncan_db::PING_AFTER_IDLE;
+
+/// A writer's connection goes back to the pool after this long even when busy, so it is
+/// renewed like the pool's own (its `max_lifetime`).
+const RENEW_AFTER: Duration = Duration::from_secs(300);
+
 /// Takes the first waiting row, then every row already queued behind it (never waiting for more),
-/// and hands the batch to a writer as soon as one of the `writers` is free.
+/// and hands the batch to a writer as soon as one is free. Free writers' connections go back to
+/// the pool when no row came for `KEEP_IDLE`.
 async fn collect(mut rx: mpsc::Receiver<Job>, pool: PgPool, relay: OutboxWaker, max: usize, writers: usize) {
-    let (free, mut free_writers) = mpsc::channel::<Slot>(writers);
-    for _ in 0..writers {
-        let _ = free.try_send(None);
-    }
+    let (done, mut returned) = mpsc::channel::<Slot>(writers);
+    let mut free: Vec<Slot> = (0..writers).map(|_| None).collect();
     loop {
-        let Some(slot) = free_writers.recv().await else { return };
-        let Some(first) = rx.recv().await else { return };
+        let holding = free.iter().any(Option::is_some);
+        let first = tokio::select! {
+            slot = returned.recv() => {
+                free.extend(slot);
+                continue;
+            }
+            () = tokio::time::sleep(KEEP_IDLE), if holding => {
+                free.iter_mut().for_each(|slot| *slot = None);
+                continue;
+            }
+            job = rx.recv(), if !free.is_empty() => match job {
+                Some(job) => job,
+                None => return,
+            },
+        };
         let mut batch = Vec::with_capacity(max);
         batch.push(first);
         while batch.len() < max {
@@ -112,10 +138,15 @@ async fn collect(mut rx: mpsc::Receiver<Job>, pool: PgPool, relay: OutboxWaker, 
                 Err(_) => break,
             }
         }
-        let (pool, relay, free) = (pool.clone(), relay.clone(), free.clone());
+        let slot = free.pop().flatten();
+        let (pool, relay, done) = (pool.clone(), relay.clone(), done.clone());
         tokio::spawn(async move {
-            let slot = write(&pool, slot, &relay, batch).await;
-            let _ = free.send(slot).await;
+            // A panicking write must not take its writer with it: the slot comes back empty.
+            let slot = std::panic::AssertUnwindSafe(write(&pool, slot, &relay, batch))
+                .catch_unwind()
+                .await
+                .unwrap_or(None);
+            let _ = done.send(slot).await;
         });
     }
 }
@@ -127,8 +158,8 @@ async fn collect(mut rx: mpsc::Receiver<Job>, pool: PgPool, relay: OutboxWaker, 
 /// written one by one, so one bad row fails only its own request.
 async fn write(pool: &PgPool, slot: Slot, relay: &OutboxWaker, batch: Vec<Job>) -> Slot {
     let (rows, replies): (Vec<NewRow>, Vec<_>) = batch.into_iter().unzip();
-    let mut conn = match connection(pool, slot).await {
-        Ok(conn) => conn,
+    let mut held = match connection(pool, slot).await {
+        Ok(held) => held,
         Err(e) => {
             for reply in replies {
                 let _ = reply.send(failure(&e));
@@ -136,7 +167,8 @@ async fn write(pool: &PgPool, slot: Slot, relay: &OutboxWaker, batch: Vec<Job>) 
             return None;
         }
     };
-    match insert(&mut conn, &rows).await {
+    let mut unreachable = false;
+    match insert(&mut held.conn, &rows).await {
         Ok(()) => {
             relay.wake();
             let batch_size = rows.len();
@@ -147,40 +179,47 @@ async fn write(pool: &PgPool, slot: Slot, relay: &OutboxWaker, batch: Vec<Job>) 
         Err(e) if rows.len() > 1 && !cruncan_db::is_unavailable(&e) => {
             tracing::warn!(error = %e, rows = rows.len(), "batch insert failed; writing its rows one by one");
             for (row, reply) in rows.into_iter().zip(replies) {
-                let outcome = match insert(&mut conn, std::slice::from_ref(&row)).await {
+                let outcome = match insert(&mut held.conn, std::slice::from_ref(&row)).await {
                     Ok(()) => {
                         relay.wake();
                         Outcome::Stored { batch_size: 1 }
                     }
-                    Err(e) => failure(&e),
+                    Err(e) => {
+                        unreachable |= cruncan_db::is_unavailable(&e);
+                        failure(&e)
+                    }
                 };
                 let _ = reply.send(outcome);
             }
         }
         Err(e) => {
+            unreachable = cruncan_db::is_unavailable(&e);
             for reply in replies {
                 let _ = reply.send(failure(&e));
             }
-            // The database is unreachable, or a lone row failed: the connection may be broken,
-            // so it is closed rather than trusted with the next batch.
-            conn.close_on_drop();
-            return None;
         }
     }
-    Some((conn, Instant::now()))
+    if unreachable {
+        // The connection may be broken: close it rather than trust it with the next batch.
+        held.conn.close_on_drop();
+        return None;
+    }
+    held.used = Instant::now();
+    Some(held)
 }
 
-/// The writer's own connection if it was used within `KEEP_IDLE`, else one from the pool.
-async fn connection(pool: &PgPool, slot: Slot) -> Result<PoolConnection<Postgres>, sqlx::Error> {
-    match slot {
-        Some((conn, last_used)) if last_used.elapsed() < KEEP_IDLE => Ok(conn),
-        // An idle connection goes back (dropping it returns it to the pool) and the pool's
-        // checkout, which pings connections that sat idle, hands one out.
-        stale => {
-            drop(stale);
-            pool.acquire().await
+/// The writer's own connection if it was used within `KEEP_IDLE` and is not due for renewal,
+/// else one from the pool (dropping the old one hands it back).
+async fn connection(pool: &PgPool, slot: Slot) -> Result<Held, sqlx::Error> {
+    if let Some(held) = slot {
+        if held.used.elapsed() < KEEP_IDLE && held.checked_out.elapsed() < RENEW_AFTER {
+            return Ok(held);
         }
+        drop(held);
     }
+    let conn = pool.acquire().await?;
+    let now = Instant::now();
+    Ok(Held { conn, checked_out: now, used: now })
 }
 
 fn failure(e: &sqlx::Error) -> Outcome {

@@ -79,6 +79,10 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
 }
 // ANCHOR_END: is_unavailable
 
+/// A pooled connection idle this long is pinged before it is handed out ([`DatabaseSettings::lazy_pool`]);
+/// one used more recently has just proven itself.
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// Checks that the database answers, within `timeout`.
 pub async fn ping(pool: &PgPool, timeout: Duration) -> anyhow::Result<()> {
     tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(pool))

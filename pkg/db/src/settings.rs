@@ -154,7 +154,7 @@ impl DatabaseSettings {
             .test_before_acquire(false)
             .before_acquire(|conn, meta| {
                 Box::pin(async move {
-                    if meta.idle_for >= Duration::from_secs(1) {
+                    if meta.idle_for >= crate::PING_AFTER_IDLE {
                         sqlx::Connection::ping(conn).await?;
                     }
                     Ok(true)
