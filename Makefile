@@ -50,7 +50,7 @@ bench-flow: ## only the flow's scenarios (scripts/bench.sh)
 bench-reference: ## only the reference systems' benchmarks (email, saga, services, temporal, notes)
 	@scripts/bench-reference.sh
 
-bench-quick: ## the same in about a minute (8 and 32 connections, 3 s steps), for iterating
+bench-quick: ## the flow's scenarios in about two minutes (8 and 32 connections, 3 s steps), for iterating
 	@BENCH_ARGS="--quick $${BENCH_ARGS:-}" scripts/bench.sh
 
 bench-durable: ## the flow's bench against a PostgreSQL that really flushes commits (fsync, synchronous_commit on) → target/bench-durable/report.md

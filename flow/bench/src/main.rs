@@ -1,6 +1,6 @@
 //! `bench`: runs the benchmark scenarios against release builds of one, two and the stub, and
 //! beside them the limits (pgbench running one's transaction, a bare axum handler, rdkafka alone,
-//! the stub's own HTTP rate). `make bench` runs it; `make bench-quick` in about a minute.
+//! the stub's own HTTP rate). `make bench` runs it; `make bench-quick` in about two minutes.
 //!
 //! Why this file is long (~450 lines): `run` is the benchmark's script, the scenarios in the order
 //! they run, sharing the processes they start and the figures they collect; read top to bottom it
@@ -49,7 +49,7 @@ enum Cli {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// About a minute: 8 and 32 connections only, 3 s steps, 10,000 messages drained.
+    /// About two minutes: 8 and 32 connections only, 3 s steps, 10,000 messages drained.
     #[arg(long)]
     quick: bool,
     /// Seconds per load step (default 8, quick 3).
