@@ -214,13 +214,36 @@ impl FlowWorld {
             }
             if tokio::time::Instant::now() >= deadline {
                 panic!(
-                    "expected the third party to receive {} request ids within {timeout:?}; {} never arrived, e.g. {:?}",
+                    "expected the third party to receive {} request ids within {timeout:?}; {} never arrived, e.g. {:?}; {}",
                     ids.len(),
                     missing.len(),
-                    missing.iter().take(5).collect::<Vec<_>>()
+                    missing.iter().take(5).collect::<Vec<_>>(),
+                    self.where_stuck(&missing).await
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Where undelivered ids stopped, for a failure message: still in one's outbox (the relay or
+    /// the broker), or published (two or the third party).
+    async fn where_stuck(&self, missing: &[&String]) -> String {
+        let Some(one) = &self.one else { return "service one is not running".into() };
+        let missing: Vec<String> = missing.iter().map(|id| (*id).clone()).collect();
+        let row: Result<(i64, i64, Option<i32>, Option<String>), _> = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE sent_at IS NULL), count(*) FILTER (WHERE sent_at IS NOT NULL),
+                    max(attempts), max(last_error)
+             FROM outbox WHERE key = ANY($1)",
+        )
+        .bind(&missing)
+        .fetch_one(&one.pool)
+        .await;
+        match row {
+            Ok((unsent, sent, attempts, error)) => format!(
+                "of those, {unsent} are unsent in one's outbox (most attempts {attempts:?}, last error {error:?}) \
+                 and {sent} were published (so two or the stub has them)"
+            ),
+            Err(e) => format!("one's outbox could not be read: {e}"),
         }
     }
 
