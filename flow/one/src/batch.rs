@@ -10,8 +10,8 @@
 //!
 //! Each of the `concurrency` writers keeps its own connection between batches instead of taking
 //! one from the pool per batch: sqlx pings every connection handed back to its pool (a round
-//! trip and a wake-up per batch). What the pool's checks protect against is kept: writers idle
-//! for a second hand their connections back (where a checkout after a second idle is pinged), a
+//! trip and a wake-up per batch). What the pool's checks protect against is kept: a writer's
+//! connection unused for a second goes back (where a checkout after a second idle is pinged), a
 //! connection is renewed after five minutes (so it ages like pooled ones), and one that met an
 //! unreachable database is closed, not reused.
 //!
@@ -109,20 +109,25 @@ const KEEP_IDLE: Duration = cruncan_db::PING_AFTER_IDLE;
 const RENEW_AFTER: Duration = Duration::from_secs(300);
 
 /// Takes the first waiting row, then every row already queued behind it (never waiting for more),
-/// and hands the batch to a writer as soon as one is free. Free writers' connections go back to
-/// the pool when no row came for `KEEP_IDLE`.
+/// and hands the batch to a writer as soon as one is free. A free writer's connection unused for
+/// `KEEP_IDLE` goes back to the pool.
 async fn collect(mut rx: mpsc::Receiver<Job>, pool: PgPool, relay: OutboxWaker, max: usize, writers: usize) {
     let (done, mut returned) = mpsc::channel::<Slot>(writers);
     let mut free: Vec<Slot> = (0..writers).map(|_| None).collect();
     loop {
-        let holding = free.iter().any(Option::is_some);
+        // When the connection of a free writer that has been unused longest turns a second idle.
+        let expiry = free.iter().flatten().map(|held| held.used + KEEP_IDLE).min();
         let first = tokio::select! {
             slot = returned.recv() => {
                 free.extend(slot);
                 continue;
             }
-            () = tokio::time::sleep(KEEP_IDLE), if holding => {
-                free.iter_mut().for_each(|slot| *slot = None);
+            () = tokio::time::sleep_until(expiry.unwrap_or_else(Instant::now).into()), if expiry.is_some() => {
+                for slot in &mut free {
+                    if slot.as_ref().is_some_and(|held| held.used.elapsed() >= KEEP_IDLE) {
+                        *slot = None; // back to the pool
+                    }
+                }
                 continue;
             }
             job = rx.recv(), if !free.is_empty() => match job {

@@ -21,6 +21,15 @@ fn row(req_id: &str) -> NewRow {
     }
 }
 
+/// A migrated database's pool, and a second pool on it that only the batcher uses (so its
+/// connection counts say what the writers hold).
+async fn migrated_pools() -> (sqlx::PgPool, sqlx::PgPool) {
+    let db = test_database().await;
+    let pool = db.lazy_pool();
+    one::MIGRATOR.run(&pool).await.unwrap();
+    (pool, db.lazy_pool())
+}
+
 async fn migrated_pool() -> sqlx::PgPool {
     let db = test_database().await;
     let pool = db.lazy_pool();
@@ -91,22 +100,16 @@ async fn concurrent_posts_are_each_stored_and_published_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_keeps_its_connection_between_batches_and_hands_it_back_when_idle() {
-    let pool = migrated_pool().await;
-    let batcher = Batcher::spawn(pool.clone(), OutboxWaker::default(), 64, 1);
+    let (_, writers) = migrated_pools().await;
+    let batcher = Batcher::spawn(writers.clone(), OutboxWaker::default(), 64, 1);
     batcher.insert(row("first")).await.unwrap();
     // Held by the writer, not back in the pool (where sqlx would ping it on its way in).
-    let size = pool.size();
-    assert_eq!(pool.num_idle(), size as usize - 1, "the writer holds one connection");
-    // The pool's other connections serve the test's own query and come back ...
-    sqlx::query("SELECT 1").execute(&pool).await.unwrap();
-    let size = pool.size();
+    assert_eq!((writers.size(), writers.num_idle()), (1, 0), "the writer holds its one connection");
     batcher.insert(row("second")).await.unwrap();
-    // ... and the second batch went out on the writer's connection: none was added or taken.
-    assert_eq!(pool.size(), size, "no new connection for the second batch");
-    assert_eq!(pool.num_idle(), size as usize - 1, "the writer still holds its one connection");
+    assert_eq!((writers.size(), writers.num_idle()), (1, 0), "the second batch went out on it too");
     // Idle for a second, the writer hands it back.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while pool.num_idle() < pool.size() as usize {
+    while writers.num_idle() < 1 {
         assert!(std::time::Instant::now() < deadline, "the idle writer's connection never came back");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
@@ -140,4 +143,28 @@ async fn a_writer_whose_connection_the_database_ended_takes_a_new_one() {
     let expected: &[&str] =
         if during.is_ok() { &["after", "before", "during"] } else { &["after", "before"] };
     assert_eq!(stored, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_left_idle_by_a_trickle_hands_its_connection_back() {
+    let (_, pool) = migrated_pools().await;
+    // Batches of one, two writers: a burst gives each writer a connection.
+    let batcher = Batcher::spawn(pool.clone(), OutboxWaker::default(), 1, 2);
+    let ids: Vec<String> = (0..32).map(|i| format!("burst-{i:02}")).collect();
+    for r in join_all(ids.iter().map(|id| batcher.insert(row(id)))).await {
+        r.unwrap();
+    }
+    assert_eq!(pool.size(), 2, "both writers took a connection");
+    // Then a trickle that one writer serves alone: the other's connection, unused for a second,
+    // goes back to the pool even though rows keep coming.
+    for i in 0..15 {
+        batcher.insert(row(&format!("trickle-{i:02}"))).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        pool.num_idle() >= pool.size() as usize - 1,
+        "at most the busy writer holds a connection: {} of {} idle",
+        pool.num_idle(),
+        pool.size()
+    );
 }
