@@ -180,9 +180,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let bin = |name: &str| args.bin_dir.join(name);
     let logs = args.out.join("logs");
     let postgres = limits::pg_durability()?;
-    let dropped = limits::drop_earlier_databases()?;
-    if dropped > 0 {
-        eprintln!("bench: dropped {dropped} databases of earlier runs");
+    let (dropped, databases) = limits::drop_stale_databases()?;
+    eprintln!("bench: dropped {dropped} stale databases; the server has {databases}");
+    if databases > 100 {
+        eprintln!(
+            "bench: tests ran in the last ten minutes: autovacuum visiting their databases takes CPU from this run"
+        );
     }
     let mut figures = Vec::new();
 
@@ -471,7 +474,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         two_rss_peak_mib: peak_of("two"),
     };
     let header = format!(
-        "{}\n\nRun: {stamp} UTC, {mode} mode, {}s per load step ({}s per step of the end-to-end search), {drain_messages} messages drained; PostgreSQL {postgres}.",
+        "{}\n\nRun: {stamp} UTC, {mode} mode, {}s per load step ({}s per step of the end-to-end search), {drain_messages} messages drained; PostgreSQL {postgres}, {databases} databases on the server.",
         machine(),
         d.as_secs(),
         ladder_step.as_secs()
