@@ -50,21 +50,16 @@ fn psql(db: &str, sql: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// Drops databases nobody uses any more and returns how many databases the server still has:
-/// those of bench runs older than an hour (`bench_one_*`, `bench_two_*`, `bench_pg_*`, named by
-/// their start time) and test databases older than ten minutes (`t_<unix seconds>_<id>`, a test
-/// uses its own for seconds; `make test` drops them only after an hour). Autovacuum visits every
-/// database once a minute: right after `make test` (~1,000 databases) that cost this machine a
-/// quarter of `POST /one`'s rate at 8 connections and half of the end-to-end capacity.
-pub fn drop_stale_databases() -> anyhow::Result<(usize, usize)> {
+/// Drops the databases bench runs older than an hour left (`bench_one_*`, `bench_two_*`,
+/// `bench_pg_*`, named by their start time; each run makes its own) and returns how many
+/// databases the server still has.
+pub fn drop_earlier_runs() -> anyhow::Result<(usize, usize)> {
     let names = psql(
         "postgres",
         r"SELECT datname FROM pg_database
-          WHERE (datname ~ '^bench_(one|two|pg)_[0-9]{14}$'
-                 AND to_timestamp(right(datname, 14), 'YYYYMMDDHH24MISS')::timestamp
-                     < now() AT TIME ZONE 'UTC' - interval '1 hour')
-             OR (datname ~ '^t_[0-9]+_[0-9a-f]{8}$'
-                 AND split_part(datname, '_', 2)::bigint < extract(epoch FROM now()) - 600)",
+          WHERE datname ~ '^bench_(one|two|pg)_[0-9]{14}$'
+            AND to_timestamp(right(datname, 14), 'YYYYMMDDHH24MISS')::timestamp
+                < now() AT TIME ZONE 'UTC' - interval '1 hour'",
     )?;
     let names: Vec<&str> = names.lines().filter(|n| !n.is_empty()).collect();
     for name in &names {

@@ -12,8 +12,8 @@
 //! one from the pool per batch: sqlx pings every connection handed back to its pool (a round
 //! trip and a wake-up per batch). What the pool's checks protect against is kept: a writer's
 //! connection unused for a second goes back (where a checkout after a second idle is pinged), a
-//! connection is renewed after five minutes (so it ages like pooled ones), and one that met an
-//! unreachable database is closed, not reused.
+//! connection held for the pool's `max_lifetime` is renewed like pooled ones, and one that met
+//! an unreachable database is closed, not reused.
 //!
 //! Requests with an `Idempotency-Key` do not come here: their statement must see the key row
 //! of a concurrent duplicate, and a batch would make one conflict fail the others.
@@ -103,10 +103,6 @@ struct Held {
 /// Writers idle this long hand their connections back to the pool (which pings a connection
 /// idle that long before handing it out again).
 const KEEP_IDLE: Duration = cruncan_db::PING_AFTER_IDLE;
-
-/// A writer's connection goes back to the pool after this long even when busy, so it is
-/// renewed like the pool's own (its `max_lifetime`).
-const RENEW_AFTER: Duration = Duration::from_secs(300);
 
 /// Takes the first waiting row, then every row already queued behind it (never waiting for more),
 /// and hands the batch to a writer as soon as one is free. A free writer's connection unused for
@@ -213,11 +209,12 @@ async fn write(pool: &PgPool, slot: Slot, relay: &OutboxWaker, batch: Vec<Job>) 
     Some(held)
 }
 
-/// The writer's own connection if it was used within `KEEP_IDLE` and is not due for renewal,
-/// else one from the pool (dropping the old one hands it back).
+/// The writer's own connection if it was used within `KEEP_IDLE` and has not been held for the
+/// pool's `max_lifetime`, else one from the pool (dropping the old one hands it back).
 async fn connection(pool: &PgPool, slot: Slot) -> Result<Held, sqlx::Error> {
     if let Some(held) = slot {
-        if held.used.elapsed() < KEEP_IDLE && held.checked_out.elapsed() < RENEW_AFTER {
+        let lifetime = pool.options().get_max_lifetime();
+        if held.used.elapsed() < KEEP_IDLE && lifetime.is_none_or(|l| held.checked_out.elapsed() < l) {
             return Ok(held);
         }
         drop(held);

@@ -120,18 +120,9 @@ pub fn local_test_settings() -> anyhow::Result<DatabaseSettings> {
 pub async fn create_test_database(base: &DatabaseSettings) -> anyhow::Result<DatabaseSettings> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let name = format!("t_{now}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    drop_test_databases_older_than(base, Duration::from_secs(3600)).await?;
     let mut conn =
         base.server_options().database("postgres").connect().await.context("connecting to PostgreSQL")?;
-    let old: Vec<String> =
-        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 't\\_%\\_%'")
-            .fetch_all(&mut conn)
-            .await?;
-    for db in old {
-        let created = db.split('_').nth(1).and_then(|t| t.parse::<u64>().ok()).unwrap_or(u64::MAX);
-        if created.saturating_add(3600) < now {
-            let _ = sqlx::query(ddl("DROP DATABASE IF EXISTS", &db, "WITH (FORCE)")).execute(&mut conn).await;
-        }
-    }
     sqlx::query(ddl("CREATE DATABASE", &name, ""))
         .execute(&mut conn)
         .await
@@ -140,3 +131,31 @@ pub async fn create_test_database(base: &DatabaseSettings) -> anyhow::Result<Dat
     Ok(DatabaseSettings { name, ..base.clone() })
 }
 // ANCHOR_END: test_database
+
+/// Drops the test databases ([`create_test_database`]) created more than `age` ago and returns
+/// how many. A test uses its database for seconds to minutes; the benchmark clears them after
+/// ten minutes, because autovacuum visits every database once a minute and a thousand of them
+/// take CPU from whatever is measured.
+pub async fn drop_test_databases_older_than(base: &DatabaseSettings, age: Duration) -> anyhow::Result<usize> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let mut conn =
+        base.server_options().database("postgres").connect().await.context("connecting to PostgreSQL")?;
+    let old: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 't\\_%\\_%'")
+            .fetch_all(&mut conn)
+            .await?;
+    let mut dropped = 0;
+    for db in old {
+        let created = db.split('_').nth(1).and_then(|t| t.parse::<u64>().ok()).unwrap_or(u64::MAX);
+        if created.saturating_add(age.as_secs()) < now
+            && sqlx::query(ddl("DROP DATABASE IF EXISTS", &db, "WITH (FORCE)"))
+                .execute(&mut conn)
+                .await
+                .is_ok()
+        {
+            dropped += 1;
+        }
+    }
+    conn.close().await.ok();
+    Ok(dropped)
+}
