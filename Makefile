@@ -91,6 +91,7 @@ test: up tools ## the one test command: fmt, clippy, every test against the real
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	@scripts/temporal.sh up
+	@$(ENV); cargo run -q -p cruncan-testkit --bin prune-test-topics
 	$(ENV); cargo test --workspace --no-fail-fast
 	@scripts/schemathesis.sh
 	@scripts/check-collector.sh

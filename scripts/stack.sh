@@ -302,11 +302,16 @@ kafka_up() {
       || die "formatting Kafka storage failed; see $LOGS/kafka-format.log"
   fi
   say "starting Apache Kafka (KRaft) on 127.0.0.1:$KAFKA_PORT"
+  # Appended, not overwritten: a fault test restarts the broker, and what the broker said before
+  # the restart is what explains a failure. Each start is marked so the runs can be told apart.
+  local log="$LOGS/kafka.log"
+  if [[ -f "$log" ]] && (($(stat -c %s "$log") > 50 * 1024 * 1024)); then mv -f "$log" "$log.1"; fi
+  echo "===== stack.sh: Kafka starting at $(date -u +%FT%TZ) =====" >>"$log"
   setsid nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.yaml" \
-    -cp "$cp" kafka.Kafka "$props" </dev/null >"$LOGS/kafka.log" 2>&1 &
+    -cp "$cp" kafka.Kafka "$props" </dev/null >>"$log" 2>&1 &
   echo $! >"$RUN/kafka.pid"
-  wait_for Kafka "$LOGS/kafka.log" 90 kafka_ready
+  wait_for Kafka "$log" 90 kafka_ready
 }
 
 # A real Metadata request that must list our broker (see scripts/kafka/ping.py).

@@ -95,3 +95,45 @@ pub fn committed_offset(group: &str, topic: &str, partition: i32) -> Option<i64>
         _ => None,
     }
 }
+
+// ANCHOR: delete_test_topics
+/// Deletes the topics on `brokers` that [`unique_name`] made more than `age` ago (and the topics
+/// derived from them, such as dead letters) and returns their names. Topics anyone else named are
+/// never touched. Kafka keeps a topic until it is deleted: a broker holding the thousands that
+/// test runs leave behind replays them all on every restart (15 s and 115 MB of log with 4,700
+/// partitions), which is what the fault tests do.
+pub async fn delete_test_topics_older_than(brokers: &str, age: Duration) -> anyhow::Result<Vec<String>> {
+    let cutoff = std::time::SystemTime::now() - age;
+    delete_topics_where(brokers, |name| crate::created_at(name).is_some_and(|made| made < cutoff)).await
+}
+// ANCHOR_END: delete_test_topics
+
+/// Deletes every topic on `brokers` whose name `stale` accepts and returns their names.
+pub async fn delete_topics_where(brokers: &str, stale: impl Fn(&str) -> bool) -> anyhow::Result<Vec<String>> {
+    use anyhow::Context as _;
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let config = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).clone();
+    let lister = config.clone();
+    let topics = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+        let client: rdkafka::consumer::BaseConsumer = lister.create().context("creating Kafka client")?;
+        let metadata = client.fetch_metadata(None, Duration::from_secs(10)).context("listing topics")?;
+        Ok(metadata.topics().iter().map(|t| t.name().to_owned()).collect())
+    })
+    .await
+    .context("listing task")??;
+    let stale: Vec<String> = topics.into_iter().filter(|name| stale(name)).collect();
+    let admin: AdminClient<DefaultClientContext> = config.create().context("creating Kafka admin client")?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let mut deleted = Vec::with_capacity(stale.len());
+    for chunk in stale.chunks(100) {
+        let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        for result in admin.delete_topics(&names, &opts).await.context("deleting topics")? {
+            match result {
+                Ok(name) => deleted.push(name),
+                Err((name, code)) => eprintln!("could not delete topic {name}: {code}"),
+            }
+        }
+    }
+    Ok(deleted)
+}
