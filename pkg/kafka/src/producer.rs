@@ -8,6 +8,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 // ANCHOR: producer_settings
@@ -51,11 +52,19 @@ pub struct Delivery {
     pub offset: i64,
 }
 
+// ANCHOR: producer_fatal
 /// An idempotent Kafka producer; cheap to clone (one librdkafka handle shared).
+///
+/// An idempotent producer can hit a *fatal* error (the broker lost the producer's state, or a
+/// sequence gap it cannot explain): librdkafka then fails every send, forever, until the
+/// application makes a new producer. This one does that itself: the send that sees the fatal
+/// error replaces the handle for every clone, and the caller's retry goes out on the new one.
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    current: Arc<RwLock<Arc<FutureProducer>>>,
+    config: Arc<ClientConfig>,
 }
+// ANCHOR_END: producer_fatal
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,9 +89,35 @@ impl Producer {
             cc.set(k, v);
         }
         let inner: FutureProducer = cc.create().context("creating Kafka producer")?;
-        Ok(Self { inner })
+        Ok(Self { current: Arc::new(RwLock::new(Arc::new(inner))), config: Arc::new(cc) })
     }
     // ANCHOR_END: producer_new
+
+    // ANCHOR: replace_if_fatal
+    /// The librdkafka handle in use now (a new one after a fatal error).
+    pub fn handle(&self) -> Arc<FutureProducer> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// After a failed send on `used`: if that handle is in a fatal state, replaces it (once, however
+    /// many sends saw the error) so the next send starts a new idempotent session.
+    fn replace_if_fatal(&self, used: &Arc<FutureProducer>) {
+        let Some((code, reason)) = used.client().fatal_error() else { return };
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if !Arc::ptr_eq(&current, used) {
+            return; // another send already replaced it
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                tracing::error!(%code, %reason, "Kafka producer hit a fatal error; replaced it with a new one");
+                *current = Arc::new(fresh);
+            }
+            Err(e) => {
+                tracing::error!(%code, %reason, error = %e, "Kafka producer hit a fatal error and a new one could not be made");
+            }
+        }
+    }
+    // ANCHOR_END: replace_if_fatal
 
     // ANCHOR: producer_send
     /// Sends one record and waits for the broker's acknowledgement.
@@ -100,19 +135,22 @@ impl Producer {
         let record = FutureRecord::to(topic).key(key).payload(payload).headers(owned);
         // The queue timeout only applies when librdkafka's local queue is full; delivery itself is
         // bounded by message.timeout.ms.
-        let delivered = self
-            .inner
-            .send(record, Timeout::After(Duration::from_secs(5)))
-            .await
-            .map_err(|(e, _)| e)
-            .with_context(|| format!("producing to {topic}"))?;
+        let handle = self.handle();
+        let sent = handle.send(record, Timeout::After(Duration::from_secs(5))).await;
+        let delivered = match sent {
+            Ok(delivered) => delivered,
+            Err((e, _)) => {
+                self.replace_if_fatal(&handle);
+                return Err(e).with_context(|| format!("producing to {topic}"));
+            }
+        };
         Ok(Delivery { partition: delivered.partition, offset: delivered.offset })
     }
     // ANCHOR_END: producer_send
 
     /// Asks the brokers for metadata: the readiness check of a service that produces.
     pub async fn check(&self, timeout: Duration) -> anyhow::Result<()> {
-        let inner = self.inner.clone();
+        let inner = self.handle();
         tokio::task::spawn_blocking(move || {
             let md = inner.client().fetch_metadata(None, timeout).context("Kafka metadata request")?;
             anyhow::ensure!(!md.brokers().is_empty(), "Kafka metadata lists no broker");
@@ -124,6 +162,6 @@ impl Producer {
 
     /// Waits until every queued record is delivered (or `timeout` passes).
     pub fn flush(&self, timeout: Duration) -> anyhow::Result<()> {
-        self.inner.flush(timeout).context("flushing Kafka producer")
+        self.handle().flush(timeout).context("flushing Kafka producer")
     }
 }
