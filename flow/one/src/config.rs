@@ -130,6 +130,9 @@ pub struct OutboxSettings {
     /// On shutdown, how long the relay keeps draining pending rows.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Sent rows are deleted this long after they were written; pending rows never are.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
 }
 
 // ANCHOR: limits

@@ -10,8 +10,13 @@
 //! - At-least-once: a relay that dies after the broker acked a row but before its transaction
 //!   committed leaves the row pending, and the next relay publishes it again. Consumers
 //!   de-duplicate by request id.
+//! - Sent rows are kept for `outbox.retention`, then deleted ([`retention`]).
 
 mod metrics;
+pub mod retention;
+mod waker;
+
+pub use waker::OutboxWaker;
 
 use crate::config::{KafkaSettings, OutboxSettings};
 use anyhow::Context as _;
@@ -23,10 +28,8 @@ use metrics::RelayMetrics;
 use opentelemetry::KeyValue;
 
 use sqlx::{PgPool, Postgres, Transaction};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -74,24 +77,6 @@ pub struct Relay {
     wake: OutboxWaker,
 }
 
-// ANCHOR: waker
-/// Wakes the relay of this process after a request committed outbox rows. Wake-ups that arrive
-/// while the relay is busy coalesce into one: the next round claims every row committed by then.
-#[derive(Debug, Clone, Default)]
-pub struct OutboxWaker(Arc<Notify>);
-
-impl OutboxWaker {
-    /// Call after the transaction that wrote outbox rows has committed.
-    pub fn wake(&self) {
-        self.0.notify_one();
-    }
-
-    async fn woken(&self) {
-        self.0.notified().await;
-    }
-}
-// ANCHOR_END: waker
-
 impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Relay").field("cfg", &self.cfg).finish_non_exhaustive()
@@ -121,6 +106,7 @@ impl Relay {
     // ANCHOR: relay_run
     /// Runs until `shutdown`, then keeps draining pending rows for up to `drain_timeout`.
     pub async fn run(self, shutdown: Shutdown) {
+        let pruner = tokio::spawn(retention::run(self.pool.clone(), self.cfg.retention, shutdown.clone()));
         let mut failures = 0u32;
         let mut backoff = failure_backoff();
         while !shutdown.is_triggered() {
@@ -165,6 +151,10 @@ impl Relay {
             }
         }
         self.drain().await;
+        // It stops at the shutdown too, at the latest after the statement it is running.
+        if let Err(e) = pruner.await {
+            tracing::warn!(error = %e, "outbox retention task failed");
+        }
     }
     // ANCHOR_END: relay_run
 
@@ -217,8 +207,11 @@ impl Relay {
         let mut tx = self.pool.begin().await.context("starting outbox transaction")?;
         let claimed = self.claim_and_publish(&mut tx).await?;
         if !claimed.acked.is_empty() {
+            // Planned each time, not cached: a plan cached while the table was small is a
+            // sequential scan, and it stays one as the table grows (see `outbox_growth` tests).
             sqlx::query("UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY($1)")
                 .bind(&claimed.acked)
+                .persistent(false)
                 .execute(&mut *tx)
                 .await
                 .context("marking outbox rows sent")?;

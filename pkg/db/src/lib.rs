@@ -159,3 +159,40 @@ pub async fn drop_test_databases_older_than(base: &DatabaseSettings, age: Durati
     conn.close().await.ok();
     Ok(dropped)
 }
+
+/// How a table has been read, as `pg_stat_user_tables` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableScans {
+    /// Rows read by sequential scans.
+    pub seq_rows_read: i64,
+    /// Index scans started.
+    pub index_scans: i64,
+}
+
+// ANCHOR: table_scans
+/// How `table` has been read so far, once at least `index_scans` index scans show or `within`
+/// passes. A backend reports its counts when it has been idle a moment or when it ends, so a test
+/// closes the connections it measures first. For tests that prove a query keeps using its index.
+pub async fn table_scans(
+    pool: &PgPool,
+    table: &str,
+    index_scans: i64,
+    within: Duration,
+) -> anyhow::Result<TableScans> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (seq_rows_read, seen): (i64, i64) = sqlx::query_as(
+            "SELECT coalesce(seq_tup_read, 0), coalesce(idx_scan, 0)
+             FROM pg_stat_user_tables WHERE relname = $1",
+        )
+        .bind(table)
+        .fetch_one(pool)
+        .await
+        .with_context(|| format!("reading the scan statistics of {table}"))?;
+        if seen >= index_scans || tokio::time::Instant::now() >= deadline {
+            return Ok(TableScans { seq_rows_read, index_scans: seen });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+// ANCHOR_END: table_scans

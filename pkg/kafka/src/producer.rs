@@ -8,8 +8,20 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, TryLockError};
+use std::time::{Duration, Instant};
+
+/// Destroys a handle off the async threads: librdkafka's destroy flushes and joins its own
+/// thread. Waits (up to 30 s) for the sends still holding it to finish first.
+fn retire(handle: Arc<FutureProducer>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    runtime.spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Arc::strong_count(&handle) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+}
 
 // ANCHOR: producer_settings
 /// Producer settings: the `producer:` section of a service's Kafka config. Durations are humantime
@@ -61,10 +73,21 @@ pub struct Delivery {
 /// error replaces the handle for every clone, and the caller's retry goes out on the new one.
 #[derive(Clone)]
 pub struct Producer {
-    current: Arc<RwLock<Arc<FutureProducer>>>,
+    current: Arc<RwLock<Current>>,
     config: Arc<ClientConfig>,
+    replacing: Arc<Mutex<()>>,
 }
 // ANCHOR_END: producer_fatal
+
+/// The handle in use and when it was made.
+struct Current {
+    handle: Arc<FutureProducer>,
+    made: Instant,
+}
+
+/// A handle younger than this is not replaced again: if the fatal state comes straight back (a
+/// broker that refuses idempotent writes), the service must not make a client per failed send.
+const MIN_HANDLE_LIFE: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,34 +111,48 @@ impl Producer {
         for (k, v) in &settings.extra {
             cc.set(k, v);
         }
-        let inner: FutureProducer = cc.create().context("creating Kafka producer")?;
-        Ok(Self { current: Arc::new(RwLock::new(Arc::new(inner))), config: Arc::new(cc) })
+        let handle = Arc::new(cc.create::<FutureProducer>().context("creating Kafka producer")?);
+        let current = Current { handle, made: Instant::now() };
+        Ok(Self { current: Arc::new(RwLock::new(current)), config: Arc::new(cc), replacing: Arc::default() })
     }
     // ANCHOR_END: producer_new
 
     // ANCHOR: replace_if_fatal
-    /// The librdkafka handle in use now (a new one after a fatal error).
+    /// The librdkafka handle in use now. Use it for one call and let it go: a handle kept is not
+    /// replaced after a fatal error.
     pub fn handle(&self) -> Arc<FutureProducer> {
-        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner).handle)
     }
 
     /// After a failed send on `used`: if that handle is in a fatal state, replaces it (once, however
     /// many sends saw the error) so the next send starts a new idempotent session.
     fn replace_if_fatal(&self, used: &Arc<FutureProducer>) {
         let Some((code, reason)) = used.client().fatal_error() else { return };
-        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
-        if !Arc::ptr_eq(&current, used) {
-            return; // another send already replaced it
-        }
-        match self.config.create::<FutureProducer>() {
-            Ok(fresh) => {
-                tracing::error!(%code, %reason, "Kafka producer hit a fatal error; replaced it with a new one");
-                *current = Arc::new(fresh);
+        // One replacement at a time: the other sends that saw the error leave it to this one.
+        let _replacing = match self.replacing.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        {
+            let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+            if !Arc::ptr_eq(&current.handle, used) || current.made.elapsed() < MIN_HANDLE_LIFE {
+                return; // already replaced, or replaced a moment ago
             }
+        }
+        // Made outside the handle's lock: sends on other clones keep reading it meanwhile.
+        let fresh = match self.config.create::<FutureProducer>() {
+            Ok(fresh) => Arc::new(fresh),
             Err(e) => {
                 tracing::error!(%code, %reason, error = %e, "Kafka producer hit a fatal error and a new one could not be made");
+                return;
             }
-        }
+        };
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let old = std::mem::replace(&mut *current, Current { handle: fresh, made: Instant::now() });
+        drop(current);
+        tracing::error!(%code, %reason, "Kafka producer hit a fatal error; replaced it with a new one");
+        retire(old.handle);
     }
     // ANCHOR_END: replace_if_fatal
 

@@ -38,16 +38,32 @@ async fn a_producer_in_a_fatal_state_is_replaced_and_the_retry_is_delivered() {
         let (p, topic) = (p.clone(), topic.clone());
         async move { p.send(&topic, b"k", format!("{{\"n\":{n}}}").as_bytes(), &Headers::new()).await }
     };
+    let a_second = || tokio::time::sleep(Duration::from_millis(1_100));
     send(&producer, 1).await.unwrap();
-    let before = producer.handle();
+    a_second().await; // a handle younger than a second is not replaced (below)
+    let first = producer.handle();
 
     make_fatal(&producer);
-    let failed = send(&producer, 2).await;
+    assert!(send(&producer, 2).await.is_err(), "a send on a fatal producer must fail");
+    let second = producer.handle();
+    assert!(
+        !Arc::ptr_eq(&first, &second) && Arc::ptr_eq(&second, &clone.handle()),
+        "replaced for every clone"
+    );
+    drop(first);
 
-    assert!(failed.is_err(), "a send on a fatal producer must fail");
-    send(&clone, 3).await.expect("the retry goes out on a new producer");
-    assert!(!Arc::ptr_eq(&before, &producer.handle()) && Arc::ptr_eq(&producer.handle(), &clone.handle()));
+    // The new handle fatal at once, before it sent anything: kept through its first second, so a
+    // broker that keeps refusing does not get a new client per failed send; replaced after it.
+    make_fatal(&producer);
+    assert!(send(&clone, 3).await.is_err());
+    assert!(Arc::ptr_eq(&second, &producer.handle()), "replaced again within a second");
+    a_second().await;
+    assert!(send(&clone, 4).await.is_err(), "the send that finds the fatal state still fails");
+    assert!(!Arc::ptr_eq(&second, &producer.handle()));
+    drop(second);
+    send(&clone, 5).await.expect("the retry goes out on the new producer");
+
     let records = read_topic(&topic, 2, Duration::from_secs(20), Duration::from_secs(1)).await;
     let values: Vec<_> = records.iter().map(|r| r.payload["n"].as_u64().unwrap()).collect();
-    assert_eq!(values, [1, 3]);
+    assert_eq!(values, [1, 5]);
 }

@@ -24,29 +24,31 @@ pub use telemetry::{LogCapture, TestTelemetry, global_telemetry};
 use std::time::Duration;
 
 // ANCHOR: unique_name
-/// A unique, readable name for a test resource: `prefix-<unix seconds>-<8 hex chars>`. The time
+/// A unique, readable name for a test resource: `prefix-t<unix seconds>-<8 hex chars>`. The time
 /// lets a later run tell a stale resource from one a running test still uses
 /// ([`delete_test_topics_older_than`]: Kafka keeps every topic until it is deleted, and a broker
 /// holding thousands restarts slowly).
 pub fn unique_name(prefix: &str) -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    format!("{prefix}-{secs}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    format!("{prefix}-t{secs}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 // ANCHOR_END: unique_name
 
 /// When [`unique_name`] made `name` (or a name derived from it, such as `<topic>.dlq`); `None`
-/// for a name it did not make.
+/// for a name it did not make: the time must be `t` and ten digits, followed by eight lowercase
+/// hex characters.
 pub fn created_at(name: &str) -> Option<std::time::SystemTime> {
     let parts: Vec<&str> = name.split('-').collect();
     parts.windows(2).rev().find_map(|w| {
-        let (secs, rest) = (w[0], w[1]);
-        let hex = rest.get(..8)?;
-        let derived = rest[8..].chars().next().is_none_or(|c| !c.is_ascii_alphanumeric());
-        let is_hex = hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
-        if secs.len() < 9 || !secs.chars().all(|c| c.is_ascii_digit()) || !is_hex || !derived {
+        let secs =
+            w[0].strip_prefix('t').filter(|d| d.len() == 10 && d.bytes().all(|b| b.is_ascii_digit()))?;
+        let hex = w[1].get(..8)?;
+        let derived = w[1][8..].chars().next().is_none_or(|c| !c.is_ascii_alphanumeric());
+        let is_hex = hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !is_hex || !derived {
             return None;
         }
-        Some(std::time::UNIX_EPOCH + Duration::from_secs(secs.parse().ok()?))
+        std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs.parse().ok()?))
     })
 }
 
@@ -80,17 +82,20 @@ mod tests {
     #[test]
     fn derived_names_keep_the_time_and_other_names_have_none() {
         let at = |n| created_at(n).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs());
-        assert_eq!(at("two-test-1764000000-0a1b2c3d"), Some(1_764_000_000));
-        assert_eq!(at("two-test-1764000000-0a1b2c3d.dlq"), Some(1_764_000_000));
-        assert_eq!(at("kt-dlq-1764000000-0a1b2c3d-group"), Some(1_764_000_000));
+        assert_eq!(at("two-test-t1764000000-0a1b2c3d"), Some(1_764_000_000));
+        assert_eq!(at("two-test-t1764000000-0a1b2c3d.dlq"), Some(1_764_000_000));
+        assert_eq!(at("kt-dlq-t1764000000-0a1b2c3d-group"), Some(1_764_000_000));
         // Names the stack's users choose, and the older `prefix-<hex>` form, are never stale.
         for name in [
             "flow.requests",
             "saga.events",
             "two-test-0a1b2c3d",
-            "orders-1764000000-report",
-            "x-1764000000-0A1B2C3D",
-            "a-12-0a1b2c3d",
+            "backup-1700000000-cafebabe",
+            "orders-t1764000000-report",
+            "x-t1764000000-0A1B2C3D",
+            "a-t12-0a1b2c3d",
+            "a-t176400000012-0a1b2c3d",
+            "x-t9999999999999999999-0a1b2c3d",
         ] {
             assert_eq!(at(name), None, "{name}");
         }

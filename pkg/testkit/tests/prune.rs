@@ -1,7 +1,7 @@
 //! Stale test topics are deleted from the real broker; young ones and other names stay.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use cruncan_testkit::{brokers, delete_test_topics_older_than, unique_name};
+use cruncan_testkit::{brokers, delete_test_topics_older_than, unique_name, wait_until};
 use rdkafka::consumer::Consumer as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,22 +20,28 @@ async fn topics() -> Vec<String> {
 async fn topics_made_by_an_old_run_are_deleted_and_the_rest_stay() {
     let two_hours_ago = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() - 7200;
     let young = unique_name("prune");
-    let old = young.replacen(&young.split('-').nth(1).unwrap().to_owned(), &two_hours_ago.to_string(), 1);
+    let old = young.replacen(young.split('-').nth(1).unwrap(), &format!("t{two_hours_ago}"), 1);
     let old_dead_letters = format!("{old}.dlq");
     // A name nobody's test made, which no age makes stale.
     let other = format!("prune.kept.{}", young.split('-').nth(2).unwrap());
     for topic in [&young, &old, &old_dead_letters, &other] {
         cruncan_kafka::ensure_topic(&brokers(), topic, 1, 1).await.unwrap();
     }
-    assert!(topics().await.contains(&old));
+    wait_until(Duration::from_secs(10), "the topics listed", || async { topics().await.contains(&old) })
+        .await;
 
     let deleted = delete_test_topics_older_than(&brokers(), Duration::from_secs(3600)).await.unwrap();
 
     assert!(deleted.contains(&old) && deleted.contains(&old_dead_letters), "deleted {deleted:?}");
     assert!(!deleted.contains(&young) && !deleted.contains(&other), "deleted {deleted:?}");
-    let left = topics().await;
-    assert!(left.contains(&young) && left.contains(&other));
-    assert!(!left.contains(&old) && !left.contains(&old_dead_letters));
+    wait_until(Duration::from_secs(10), "the old topics gone, the rest kept", || async {
+        let left = topics().await;
+        left.contains(&young)
+            && left.contains(&other)
+            && !left.contains(&old)
+            && !left.contains(&old_dead_letters)
+    })
+    .await;
     delete(&[&young, &other]).await;
 }
 

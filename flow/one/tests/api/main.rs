@@ -9,6 +9,7 @@ mod helpers;
 mod idempotency;
 mod openapi;
 mod outbox;
+mod outbox_growth;
 mod shutdown;
 mod telemetry;
 mod validation;

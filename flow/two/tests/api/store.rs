@@ -1,21 +1,10 @@
 //! The processed-id store against the real PostgreSQL: its questions keep using the primary key
 //! when the table grows under a connection that first saw it nearly empty.
 
-use cruncan_db::{create_test_database, local_test_settings};
+use cruncan_db::{create_test_database, local_test_settings, table_scans};
 use futures::future::join_all;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use two::store::ProcessedStore;
-
-/// Rows read by sequential scans of `processed_request`, and index scans of it, as reported so far.
-async fn scans(admin: &sqlx::PgPool) -> (i64, i64) {
-    sqlx::query_as(
-        "SELECT coalesce(seq_tup_read, 0), coalesce(idx_scan, 0)
-         FROM pg_stat_user_tables WHERE relname = 'processed_request'",
-    )
-    .fetch_one(admin)
-    .await
-    .unwrap()
-}
 
 /// 64 lanes asking at once, as two's lanes do under load (the store batches their questions).
 async fn ask(store: &ProcessedStore, round: usize) {
@@ -64,14 +53,8 @@ async fn a_grown_table_is_searched_by_its_index_not_scanned() {
     // wait until its index scans show.
     drop(store);
     store_pool.close().await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let (read, index) = loop {
-        let (read, index) = scans(&admin).await;
-        if index >= 30 || Instant::now() > deadline {
-            break (read, index);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let scans = table_scans(&admin, "processed_request", 30, Duration::from_secs(15)).await.unwrap();
+    let (read, index) = (scans.seq_rows_read, scans.index_scans);
     // Scanning the small table early is fine (a few dozen batches × 1,000 rows); scanning the
     // grown one once per batch would read millions.
     assert!(read < 200_000, "questions scanned the grown table: {read} rows read by sequential scans");

@@ -9,13 +9,17 @@
 use cruncan_testkit::{brokers, created_at, delete_topics_where};
 use std::time::{Duration, SystemTime};
 
-/// A name test runs made before [`cruncan_testkit::unique_name`] carried the time.
+/// A name test runs made before [`cruncan_testkit::unique_name`] carried the time: `prefix-<8 hex>`
+/// with at least one letter (so a date such as `audit-20261124` is not one), or a script's
+/// `schemathesis-<pid>`.
 fn untimed_test_name(name: &str) -> bool {
     let base = name.strip_suffix(".dlq").unwrap_or(name);
     let Some((prefix, last)) = base.rsplit_once('-') else { return false };
-    let hex8 = last.len() == 8 && last.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
-    let script_pid = matches!(prefix, "schemathesis" | "st") && last.chars().all(|c| c.is_ascii_digit());
-    !prefix.is_empty() && (hex8 || script_pid)
+    let hex8 = last.len() == 8
+        && last.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && last.bytes().any(|b| b.is_ascii_alphabetic());
+    let script_pid = matches!(prefix, "schemathesis" | "st") && last.bytes().all(|b| b.is_ascii_digit());
+    created_at(name).is_none() && !prefix.is_empty() && (hex8 || script_pid)
 }
 
 #[tokio::main]
@@ -41,9 +45,16 @@ mod tests {
         for name in ["two-test-0a1b2c3d", "bdd-flow-0a1b2c3d.dlq", "schemathesis-6789", "st-27179"] {
             assert!(untimed_test_name(name), "{name}");
         }
-        for name in
-            ["flow.requests", "saga.events", "saga.events.dlq", "orders-report", "-0a1b2c3d", "x-0A1B2C3D"]
-        {
+        let young = cruncan_testkit::unique_name("two-test");
+        for name in [
+            "flow.requests",
+            "saga.events.dlq",
+            "orders-report",
+            "-0a1b2c3d",
+            "x-0A1B2C3D",
+            "audit-20261124",
+            &young,
+        ] {
             assert!(!untimed_test_name(name), "{name}");
         }
     }
