@@ -33,8 +33,10 @@ stop() {
 trap stop INT TERM EXIT
 
 start stub 35 "$BIN/stub"
-start one 34 "$BIN/one"
-start two 32 "$BIN/two"
+# Config folders named explicitly: a binary built by another checkout sharing the build
+# directory would otherwise read that checkout's config.
+start one 34 "$BIN/one" --config-dir "$ROOT/flow/one/config"
+start two 32 "$BIN/two" --config-dir "$ROOT/flow/two/config"
 
 ready() { curl -sf -o /dev/null "$1"; }
 for _ in $(seq 1 120); do

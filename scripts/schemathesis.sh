@@ -20,7 +20,7 @@ PORT=18380
 LOG="$(mktemp -t cruncan-schemathesis-one.XXXXXX.log)"
 APP_DATABASE__NAME="schemathesis_one_$(date +%s)_$$" APP_DATABASE__CREATE_IF_MISSING=true \
   APP_TELEMETRY__LOG_FILTER=warn env -u DATABASE_URL \
-  "$TARGET/debug/one" --port "$PORT" --node-id 1 --topic "schemathesis-t$(date +%s)-$(od -An -N4 -tx4 /dev/urandom | tr -d " ")" >"$LOG" 2>&1 &
+  "$TARGET/debug/one" --config-dir "$ROOT/flow/one/config" --port "$PORT" --node-id 1 --topic "schemathesis-t$(date +%s)-$(od -An -N4 -tx4 /dev/urandom | tr -d " ")" >"$LOG" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do

@@ -18,7 +18,7 @@ pub const CLIENT_SECRET: &str = "s3cr3t-client-secret";
 
 /// The config folder of a flow service (`one`, `two`), as the service itself would find it.
 pub fn config_dir(service: &str) -> String {
-    format!("{}/../{service}/config", env!("CARGO_MANIFEST_DIR"))
+    cruncan_config::workspace_dir().join("flow").join(service).join("config").display().to_string()
 }
 
 /// A fresh database on the local stack's server (or `DATABASE_URL`), for one test.

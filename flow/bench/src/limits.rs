@@ -97,7 +97,7 @@ COMMIT;
 pub fn pgbench_setup(stamp: &str) -> anyhow::Result<PgBench> {
     let db = format!("bench_pg_{stamp}");
     psql("postgres", &format!("CREATE DATABASE {db}"))?;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../one/migrations");
+    let dir = cruncan_config::workspace_dir().join("flow/one/migrations");
     let mut migrations: Vec<PathBuf> =
         std::fs::read_dir(&dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
     migrations.sort();

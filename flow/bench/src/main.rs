@@ -147,6 +147,8 @@ fn two_command(
 ) -> Command {
     let stub_url = format!("http://127.0.0.1:{STUB_PORT}");
     let mut c = Command::new(bin);
+    let config = cruncan_config::workspace_dir().join("flow/two/config");
+    c.arg("--config-dir").arg(config);
     c.args(["--admin-port", &port.to_string(), "--topic", topic, "--group-id", group])
         .args(["--brokers", &args.brokers, "--token-url", &stub_url, "--three-url", &stub_url])
         .env("APP_DATABASE__NAME", db)
@@ -213,6 +215,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         "one",
         {
             let mut c = Command::new(bin("one"));
+            c.arg("--config-dir").arg(cruncan_config::workspace_dir().join("flow/one/config"));
             c.args(["--port", &ONE_PORT.to_string(), "--node-id", "1", "--topic", &topic])
                 .args(["--brokers", &args.brokers])
                 .env("APP_DATABASE__NAME", format!("bench_one_{stamp}"))

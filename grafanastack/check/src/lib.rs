@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    cruncan_config::workspace_dir()
 }
 
 /// Every document of a (multi-document) YAML file.

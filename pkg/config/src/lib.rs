@@ -70,6 +70,18 @@ pub fn crate_dir_of(package: &str, compiled_in: &str) -> PathBuf {
 }
 // ANCHOR_END: crate_dir
 
+/// The workspace's root folder: the first folder upwards from the running package's (see
+/// [`crate_dir!`] for why the run-time one) whose `Cargo.toml` declares `[workspace]`. For the
+/// files a test or a tool reads outside its own crate: scripts, other crates' config, manifests.
+pub fn workspace_dir() -> PathBuf {
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let declares_workspace = |dir: &Path| {
+        std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|toml| toml.contains("[workspace]"))
+    };
+    start.ancestors().find(|dir| declares_workspace(dir)).map_or_else(|| start.clone(), Path::to_path_buf)
+}
+
 /// Everything [`load`] layers, in precedence order.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
@@ -170,6 +182,14 @@ mod tests {
         // A process of another package (inheriting our variables) keeps its compiled-in folder.
         assert_eq!(crate_dir_of("another-package", "/compiled/in"), PathBuf::from("/compiled/in"));
         assert_eq!(crate_dir!(), here);
+    }
+
+    #[test]
+    fn the_workspace_dir_is_the_checkout_that_runs_us() {
+        let root = workspace_dir();
+        let toml = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        assert!(toml.contains("[workspace]"), "{}", root.display());
+        assert_eq!(root.join("pkg/config"), crate_dir!(), "the run-time folder's checkout");
     }
 
     use super::*;

@@ -90,7 +90,7 @@ async fn the_program_prints_a_summary_and_exits_with_codes_a_scheduler_can_act_o
 
 #[test]
 fn the_cronjob_manifest_has_what_a_scheduler_needs() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/k8s/cronjob.yaml");
+    let path = cruncan_config::workspace_dir().join("deploy/k8s/cronjob.yaml");
     let cj: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let spec = &cj["spec"];
     assert_eq!(cj["kind"], "CronJob");

@@ -83,6 +83,6 @@ async fn result_is(w: &mut PaymentsWorld, expected: String) {
 async fn main() {
     PaymentsWorld::cucumber()
         .fail_on_skipped()
-        .run_and_exit(concat!(env!("CARGO_MANIFEST_DIR"), "/features"))
+        .run_and_exit(cruncan_config::crate_dir!().join("features"))
         .await;
 }

@@ -11,9 +11,9 @@ use cruncan_telemetry::TelemetrySettings;
 async fn main() -> anyhow::Result<()> {
     let settings = notes::Settings::load(&notes::Cli::parse())?;
     if !settings.web_dir().join("index.html").is_file() {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/notes-web.sh");
-        let status = std::process::Command::new(script).status()?;
-        anyhow::ensure!(status.success(), "{script} failed");
+        let script = cruncan_config::workspace_dir().join("scripts/notes-web.sh");
+        let status = std::process::Command::new(&script).status()?;
+        anyhow::ensure!(status.success(), "{} failed", script.display());
     }
     let telemetry = TelemetrySettings {
         log_filter: settings.telemetry.log_filter.clone(),

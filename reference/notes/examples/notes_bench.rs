@@ -67,9 +67,9 @@ async fn main() -> anyhow::Result<()> {
     let _ = child.wait();
     let report = result?;
     println!("{report}");
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/notes-bench");
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(format!("{dir}/report.md"), &report)?;
+    let dir = cruncan_config::workspace_dir().join("target/notes-bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("report.md"), &report)?;
     Ok(())
 }
 

@@ -172,7 +172,7 @@ impl Settings {
     /// Where the built page is.
     pub fn web_dir(&self) -> std::path::PathBuf {
         if self.gateway.web_dir.is_empty() {
-            concat!(env!("CARGO_MANIFEST_DIR"), "/web/dist").into()
+            cruncan_config::crate_dir!().join("web/dist")
         } else {
             self.gateway.web_dir.clone().into()
         }

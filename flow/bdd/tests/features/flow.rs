@@ -35,7 +35,7 @@ pub(crate) async fn post_accepted(w: &mut FlowWorld, n: usize) {
 #[when(expr = "{int} requests are posted while the Kafka broker restarts")]
 pub(crate) async fn post_during_broker_restart(w: &mut FlowWorld, n: usize) {
     post_accepted(w, n / 4).await;
-    let script = format!("{}/../../scripts/stack.sh", env!("CARGO_MANIFEST_DIR"));
+    let script = cruncan_config::workspace_dir().join("scripts/stack.sh").display().to_string();
     let restart = tokio::task::spawn_blocking(move || {
         Command::new("bash").args([script.as_str(), "restart-kafka"]).status()
     });
@@ -68,7 +68,7 @@ pub(crate) async fn none_lost(w: &mut FlowWorld) {
 }
 
 fn stack(command: &'static str) -> tokio::task::JoinHandle<std::io::Result<std::process::ExitStatus>> {
-    let script = format!("{}/../../scripts/stack.sh", env!("CARGO_MANIFEST_DIR"));
+    let script = cruncan_config::workspace_dir().join("scripts/stack.sh").display().to_string();
     tokio::task::spawn_blocking(move || Command::new("bash").args([script.as_str(), command]).status())
 }
 

@@ -14,6 +14,6 @@ use world::*;
 
 #[tokio::main]
 async fn main() {
-    let features = concat!(env!("CARGO_MANIFEST_DIR"), "/features");
+    let features = cruncan_config::crate_dir!().join("features");
     FlowWorld::cucumber().max_concurrent_scenarios(4).fail_on_skipped().run_and_exit(features).await;
 }

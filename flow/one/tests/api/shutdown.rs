@@ -12,7 +12,12 @@ use std::time::Duration;
 async fn sigterm_during_a_burst_loses_nothing_and_exits_zero() {
     let db = test_database().await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_one"))
-        .args(["--config-dir", concat!(env!("CARGO_MANIFEST_DIR"), "/config"), "--environment", "test"])
+        .args([
+            "--config-dir",
+            cruncan_config::crate_dir!().join("config").to_str().unwrap(),
+            "--environment",
+            "test",
+        ])
         .args([
             "--port",
             "0",

@@ -27,7 +27,12 @@ async fn sigterm_finishes_in_flight_messages_commits_and_exits_zero() {
     }
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_two"))
-        .args(["--config-dir", concat!(env!("CARGO_MANIFEST_DIR"), "/config"), "--environment", "test"])
+        .args([
+            "--config-dir",
+            cruncan_config::crate_dir!().join("config").to_str().unwrap(),
+            "--environment",
+            "test",
+        ])
         .args(["--admin-port", "0", "--brokers", &s.kafka.brokers, "--topic", &s.kafka.topic])
         .args([
             "--group-id",

@@ -102,7 +102,7 @@ async fn click(c: &Client, css: &str) {
 }
 
 fn shots() -> PathBuf {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/notes-browser"));
+    let dir = cruncan_config::workspace_dir().join("target/notes-browser");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -117,11 +117,10 @@ const NOTE_BODY: &str = "[...document.querySelectorAll('.note')].find(n => n.que
 // ANCHOR: browser_test
 #[tokio::test]
 async fn two_browsers_share_and_edit_a_note_live() {
-    let built =
-        tokio::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/notes-web.sh"))
-            .status()
-            .await
-            .unwrap();
+    let built = tokio::process::Command::new(cruncan_config::workspace_dir().join("scripts/notes-web.sh"))
+        .status()
+        .await
+        .unwrap();
     assert!(built.success(), "scripts/notes-web.sh failed");
     // Bob's page comes through the proxy, whose origin the services must allow too.
     let app = spawn_app_with(|s| {

@@ -16,8 +16,9 @@ use std::time::Duration;
 
 /// The crate's config files, every port 0.
 pub fn settings() -> Settings {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
-    let mut s = Settings::load(&Cli::parse_from(["services", "--config-dir", dir])).unwrap();
+    let dir = cruncan_config::crate_dir!().join("config");
+    let mut s =
+        Settings::load(&Cli::parse_from(["services", "--config-dir", dir.to_str().unwrap()])).unwrap();
     s.users.port = 0;
     s.products.port = 0;
     s.orders.service.port = 0;
