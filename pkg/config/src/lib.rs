@@ -70,16 +70,34 @@ pub fn crate_dir_of(package: &str, compiled_in: &str) -> PathBuf {
 }
 // ANCHOR_END: crate_dir
 
-/// The workspace's root folder: the first folder upwards from the running package's (see
-/// [`crate_dir!`] for why the run-time one) whose `Cargo.toml` declares `[workspace]`. For the
-/// files a test or a tool reads outside its own crate: scripts, other crates' config, manifests.
+// ANCHOR: workspace_dir
+/// The workspace's root folder, for the files a test or a tool reads outside its own crate
+/// (scripts, other crates' config, manifests). Found upwards from, in order: the folder cargo
+/// names at run time (see [`crate_dir!`] for why not the compiled-in one); the working folder,
+/// for binaries started outside cargo (the scripts `cd` to the checkout first); the folder this
+/// crate was compiled in.
+///
+/// # Panics
+/// When none of them lies in a workspace: nothing a caller could read would be there.
 pub fn workspace_dir() -> PathBuf {
-    let start = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let run_time = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let working = std::env::current_dir().ok();
+    let compiled = Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    [run_time, working, compiled]
+        .into_iter()
+        .flatten()
+        .find_map(|start| workspace_root_from(&start))
+        .unwrap_or_else(|| panic!("no Cargo workspace above the run-time, working or compiled-in folder"))
+}
+// ANCHOR_END: workspace_dir
+
+/// The first folder from `start` upwards whose `Cargo.toml` has a `[workspace]` table.
+fn workspace_root_from(start: &Path) -> Option<PathBuf> {
     let declares_workspace = |dir: &Path| {
-        std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|toml| toml.contains("[workspace]"))
+        std::fs::read_to_string(dir.join("Cargo.toml"))
+            .is_ok_and(|toml| toml.lines().any(|line| line.trim() == "[workspace]"))
     };
-    start.ancestors().find(|dir| declares_workspace(dir)).map_or_else(|| start.clone(), Path::to_path_buf)
+    start.ancestors().find(|dir| declares_workspace(dir)).map(Path::to_path_buf)
 }
 
 /// Everything [`load`] layers, in precedence order.
@@ -182,6 +200,19 @@ mod tests {
         // A process of another package (inheriting our variables) keeps its compiled-in folder.
         assert_eq!(crate_dir_of("another-package", "/compiled/in"), PathBuf::from("/compiled/in"));
         assert_eq!(crate_dir!(), here);
+    }
+
+    #[test]
+    fn the_workspace_root_is_the_first_folder_up_with_a_workspace_table() {
+        let tmp = std::env::temp_dir().join(format!("cruncan-ws-{}", std::process::id()));
+        let member = tmp.join("ws/crates/member");
+        std::fs::create_dir_all(&member).unwrap();
+        std::fs::write(tmp.join("ws/Cargo.toml"), "[workspace]\nmembers = [\"crates/member\"]\n").unwrap();
+        // A mention in a comment or a `[workspace.*]` table does not make a workspace root.
+        std::fs::write(member.join("Cargo.toml"), "# not a [workspace]\n[workspace.lints]\n").unwrap();
+        assert_eq!(workspace_root_from(&member), Some(tmp.join("ws")));
+        assert_eq!(workspace_root_from(&tmp), None);
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 
     #[test]

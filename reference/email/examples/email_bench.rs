@@ -69,7 +69,7 @@ async fn lettre_limit(smtp_url: &str, emails: usize, concurrency: usize) -> anyh
 }
 
 async fn settings(smtp_url: String, workers: usize) -> anyhow::Result<Settings> {
-    let dir = cruncan_config::crate_dir!().join("config");
+    let dir = cruncan_config::workspace_dir().join("reference/email/config");
     let mut s: Settings = cruncan_config::load(&cruncan_config::Sources::new(dir, "bench"))?;
     s.database = cruncan_db::create_test_database(&cruncan_db::local_test_settings()?).await?;
     let tag = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);

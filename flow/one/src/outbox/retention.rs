@@ -2,8 +2,8 @@
 //! when, after how many attempts), then deleted by a task beside the relay. Without it the table
 //! only grows: a million rows a quarter of an hour at 1,000 requests a second.
 //!
-//! - Deleting runs in its own task on its own pool connection, in chunks, so the relay never waits
-//!   behind a large `DELETE`.
+//! - Deleting runs in its own task, on a connection of its own from the service's pool, in
+//!   chunks, so the relay never waits behind a large `DELETE`.
 //! - Rows still pending are never deleted, however old: they have not been published yet.
 //! - Several replicas may prune at once: one waits for the other's chunk, then finds its rows gone.
 //! - Age is `created_at`, written by the service, against the database's clock: keep clocks in
@@ -14,8 +14,8 @@ use cruncan_shutdown::Shutdown;
 use sqlx::PgPool;
 use std::time::Duration;
 
-/// Oldest sent rows looked at per statement: small enough to hold locks briefly, large enough to
-/// keep up (20 × 5,000 rows per visit every 10 s: 10,000 rows a second).
+/// Oldest rows looked at per statement: small enough to hold locks briefly, large enough to keep
+/// up (20 × 5,000 rows per visit every 10 s: 10,000 rows a second).
 const CHUNK: i64 = 5_000;
 /// Statements per visit at most, so one visit ends even while a backlog is being cleared.
 const CHUNKS_PER_VISIT: usize = 20;
@@ -23,21 +23,20 @@ const CHUNKS_PER_VISIT: usize = 20;
 const EVERY: Duration = Duration::from_secs(10);
 
 // ANCHOR: delete_sent
-/// Deletes the sent rows written more than `retention` ago among the `head` oldest sent rows, and
+/// Deletes the sent rows written more than `retention` ago among the `head` oldest rows, and
 /// returns how many.
 ///
 /// Rows are written in id order, so the expired ones are the oldest ids: walking the primary key
-/// from the oldest sent row reads at most `head` rows whatever the table's size, and stops early.
-/// A condition on the time alone (`WHERE created_at < …`) would read the whole table, or need an
-/// index on the time that every insert pays for. Planned each time (`persistent(false)`): a
-/// generic plan knows neither the limit nor the array, and may scan the table.
+/// from the oldest row reads at most `head` rows whatever the table's size, even when a backlog of
+/// pending rows lies ahead (a broker outage). A condition on the time alone (`WHERE created_at <
+/// …`) would read the whole table, or need an index on the time that every insert pays for.
+/// Planned each time (`persistent(false)`): a generic plan knows neither the limit nor the array,
+/// and may scan the table.
 pub async fn delete_sent(pool: &PgPool, retention: Duration, head: i64) -> anyhow::Result<u64> {
     let deleted = sqlx::query(
         "DELETE FROM outbox WHERE id = ANY(ARRAY(
-             SELECT id FROM (
-                 SELECT id, created_at FROM outbox WHERE sent_at IS NOT NULL ORDER BY id LIMIT $2
-             ) AS oldest
-             WHERE created_at < now() - make_interval(secs => $1)))",
+             SELECT id FROM (SELECT id, created_at, sent_at FROM outbox ORDER BY id LIMIT $2) AS oldest
+             WHERE sent_at IS NOT NULL AND created_at < now() - make_interval(secs => $1)))",
     )
     .bind(retention.as_secs_f64())
     .bind(head)
@@ -57,7 +56,7 @@ pub(crate) async fn run(pool: PgPool, retention: Duration, shutdown: Shutdown) {
             () = shutdown.wait() => return,
             () = tokio::time::sleep(every) => {}
         }
-        // Until a chunk finds nothing expired: the oldest sent rows are then young.
+        // Until a chunk finds nothing expired: the oldest rows are then young, or still pending.
         for _ in 0..CHUNKS_PER_VISIT {
             if shutdown.is_triggered() {
                 return;

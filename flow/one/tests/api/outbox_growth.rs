@@ -86,7 +86,8 @@ async fn sent_rows_past_their_retention_are_deleted_and_pending_ones_stay() {
     add_rows(&admin, "t", (27, 40), Duration::from_secs(60), true).await; // young
     add_rows(&admin, "t", (41, 45), Duration::ZERO, false).await;
 
-    // Seven of the oldest sent rows at a time: 7, 7, 7, then 2 (the rest of the head is young).
+    // The seven oldest rows at a time: 7, 7, 7, then 2 (the rest of that head is pending or
+    // young), then none.
     let mut chunks = Vec::new();
     loop {
         match retention::delete_sent(&admin, hour, 7).await.unwrap() {
