@@ -124,3 +124,22 @@ async fn the_running_service_deletes_what_it_sent_after_the_retention() {
     assert_eq!(app.count("request").await, 3, "the requests themselves stay");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn deleting_waits_behind_a_head_of_pending_rows_instead_of_walking_them() {
+    let db = test_database().await;
+    let admin = db.lazy_pool();
+    one::MIGRATOR.run(&admin).await.unwrap();
+    let hour = Duration::from_secs(3600);
+    // A broker outage longer than the retention: the oldest rows are still pending.
+    add_rows(&admin, "t", (1, 10), 3 * hour, false).await;
+    add_rows(&admin, "t", (11, 20), 2 * hour, true).await;
+
+    assert_eq!(retention::delete_sent(&admin, hour, 5).await.unwrap(), 0, "the head holds only pending rows");
+    sqlx::query("UPDATE outbox SET sent_at = now() WHERE sent_at IS NULL").execute(&admin).await.unwrap();
+    let mut deleted = 0;
+    while let n @ 1.. = retention::delete_sent(&admin, hour, 5).await.unwrap() {
+        deleted += n;
+    }
+    assert_eq!(deleted, 20, "once published, the backlog and what lay behind it expire");
+}
