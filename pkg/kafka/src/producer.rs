@@ -3,6 +3,7 @@
 use crate::headers::Headers;
 use anyhow::Context as _;
 use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
@@ -69,13 +70,19 @@ pub struct Delivery {
 ///
 /// An idempotent producer can hit a *fatal* error (the broker lost the producer's state, or a
 /// sequence gap it cannot explain): librdkafka then fails every send, forever, until the
-/// application makes a new producer. This one does that itself: the send that sees the fatal
-/// error replaces the handle for every clone, and the caller's retry goes out on the new one.
+/// application makes a new producer. It can also get stuck without saying so: after a broker
+/// restart we saw every send time out for minutes while the broker answered. This one replaces
+/// itself in both cases: on a fatal error, and when every send has failed with a timeout for
+/// three message timeouts. The replacement serves every clone; the caller's retry goes out on it.
 #[derive(Clone)]
 pub struct Producer {
     current: Arc<RwLock<Current>>,
     config: Arc<ClientConfig>,
     replacing: Arc<Mutex<()>>,
+    /// Since when every send on the current handle has failed (the handle's address, the time).
+    failing: Arc<Mutex<Option<(usize, Instant)>>>,
+    /// Replace a handle whose sends have all timed out for this long.
+    stuck_after: Duration,
 }
 // ANCHOR_END: producer_fatal
 
@@ -113,21 +120,46 @@ impl Producer {
         }
         let handle = Arc::new(cc.create::<FutureProducer>().context("creating Kafka producer")?);
         let current = Current { handle, made: Instant::now() };
-        Ok(Self { current: Arc::new(RwLock::new(current)), config: Arc::new(cc), replacing: Arc::default() })
+        Ok(Self {
+            current: Arc::new(RwLock::new(current)),
+            config: Arc::new(cc),
+            replacing: Arc::default(),
+            failing: Arc::default(),
+            stuck_after: settings.message_timeout * 3,
+        })
     }
     // ANCHOR_END: producer_new
 
-    // ANCHOR: replace_if_fatal
+    // ANCHOR: replace_if_broken
     /// The librdkafka handle in use now. Use it for one call and let it go: a handle kept is not
     /// replaced after a fatal error.
     pub fn handle(&self) -> Arc<FutureProducer> {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner).handle)
     }
 
-    /// After a failed send on `used`: if that handle is in a fatal state, replaces it (once, however
-    /// many sends saw the error) so the next send starts a new idempotent session.
-    fn replace_if_fatal(&self, used: &Arc<FutureProducer>) {
-        let Some((code, reason)) = used.client().fatal_error() else { return };
+    /// After a failed send on `used`: if that handle is in a fatal state, or every send on it has
+    /// timed out for `stuck_after`, replaces it (once, however many sends saw the error) so the
+    /// next send starts a new idempotent session.
+    fn replace_if_broken(&self, used: &Arc<FutureProducer>, error: &KafkaError) {
+        let failing_for = {
+            let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+            let key = Arc::as_ptr(used) as usize;
+            match *failing {
+                Some((handle, since)) if handle == key => since.elapsed(),
+                _ => {
+                    *failing = Some((key, Instant::now()));
+                    Duration::ZERO
+                }
+            }
+        };
+        let timed_out = matches!(error, KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut));
+        let (code, reason) = match used.client().fatal_error() {
+            Some(fatal) => fatal,
+            None if timed_out && failing_for >= self.stuck_after => {
+                (RDKafkaErrorCode::MessageTimedOut, format!("every send has timed out for {failing_for:?}"))
+            }
+            None => return,
+        };
         // One replacement at a time: the other sends that saw the error leave it to this one.
         let _replacing = match self.replacing.try_lock() {
             Ok(guard) => guard,
@@ -144,17 +176,17 @@ impl Producer {
         let fresh = match self.config.create::<FutureProducer>() {
             Ok(fresh) => Arc::new(fresh),
             Err(e) => {
-                tracing::error!(%code, %reason, error = %e, "Kafka producer hit a fatal error and a new one could not be made");
+                tracing::error!(%code, %reason, error = %e, "Kafka producer is broken and a new one could not be made");
                 return;
             }
         };
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         let old = std::mem::replace(&mut *current, Current { handle: fresh, made: Instant::now() });
         drop(current);
-        tracing::error!(%code, %reason, "Kafka producer hit a fatal error; replaced it with a new one");
+        tracing::error!(%code, %reason, "Kafka producer is broken; replaced it with a new one");
         retire(old.handle);
     }
-    // ANCHOR_END: replace_if_fatal
+    // ANCHOR_END: replace_if_broken
 
     // ANCHOR: producer_send
     /// Sends one record and waits for the broker's acknowledgement.
@@ -175,9 +207,13 @@ impl Producer {
         let handle = self.handle();
         let sent = handle.send(record, Timeout::After(Duration::from_secs(5))).await;
         let delivered = match sent {
-            Ok(delivered) => delivered,
+            Ok(delivered) => {
+                // A send got through: the handle works.
+                *self.failing.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                delivered
+            }
             Err((e, _)) => {
-                self.replace_if_fatal(&handle);
+                self.replace_if_broken(&handle, &e);
                 return Err(e).with_context(|| format!("producing to {topic}"));
             }
         };

@@ -67,3 +67,25 @@ async fn a_producer_in_a_fatal_state_is_replaced_and_the_retry_is_delivered() {
     let values: Vec<_> = records.iter().map(|r| r.payload["n"].as_u64().unwrap()).collect();
     assert_eq!(values, [1, 5]);
 }
+
+#[tokio::test]
+async fn a_producer_whose_sends_keep_timing_out_is_replaced() {
+    // No broker answers here: every send times out (librdkafka checks about once a second), and
+    // once sends have done nothing but time out for three message timeouts (900 ms), the handle is
+    // replaced.
+    let settings =
+        ProducerSettings { message_timeout: Duration::from_millis(300), ..ProducerSettings::new("stuck") };
+    let producer = Producer::new("127.0.0.1:9", &settings).unwrap();
+    let first = producer.handle();
+    let mut first_failure = None;
+    let mut failures = 0;
+    while Arc::ptr_eq(&first, &producer.handle()) {
+        assert!(producer.send("t", b"k", b"{}", &Headers::new()).await.is_err());
+        first_failure.get_or_insert_with(std::time::Instant::now);
+        failures += 1;
+        assert!(failures < 20, "never replaced");
+    }
+    let failing_for = first_failure.unwrap().elapsed();
+    assert!(failures >= 2, "the first timeout only starts the clock; replaced after {failures}");
+    assert!(failing_for >= Duration::from_millis(800), "replaced after {failing_for:?} of timeouts");
+}
