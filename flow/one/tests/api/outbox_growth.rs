@@ -27,6 +27,13 @@ async fn add_rows(pool: &PgPool, topic: &str, (from, to): (i32, i32), age: Durat
     .unwrap();
 }
 
+/// A fresh database with one's schema, for tests that drive the outbox table directly.
+async fn migrated_database() -> PgPool {
+    let admin = test_database().await.lazy_pool();
+    one::MIGRATOR.run(&admin).await.unwrap();
+    admin
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grown_outbox_is_marked_sent_by_its_index_not_scanned() {
     let db = test_database().await;
@@ -77,9 +84,7 @@ async fn a_grown_outbox_is_marked_sent_by_its_index_not_scanned() {
 
 #[tokio::test]
 async fn sent_rows_past_their_retention_are_deleted_and_pending_ones_stay() {
-    let db = test_database().await;
-    let admin = db.lazy_pool();
-    one::MIGRATOR.run(&admin).await.unwrap();
+    let admin = migrated_database().await;
     let hour = Duration::from_secs(3600);
     add_rows(&admin, "t", (1, 23), 2 * hour, true).await; // expired
     add_rows(&admin, "t", (24, 26), 2 * hour, false).await; // old but never published
@@ -127,9 +132,7 @@ async fn the_running_service_deletes_what_it_sent_after_the_retention() {
 
 #[tokio::test]
 async fn deleting_waits_behind_a_head_of_pending_rows_instead_of_walking_them() {
-    let db = test_database().await;
-    let admin = db.lazy_pool();
-    one::MIGRATOR.run(&admin).await.unwrap();
+    let admin = migrated_database().await;
     let hour = Duration::from_secs(3600);
     // A broker outage longer than the retention: the oldest rows are still pending.
     add_rows(&admin, "t", (1, 10), 3 * hour, false).await;
