@@ -54,7 +54,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     cruncan_db::migrate(&MIGRATOR, &pool, Duration::from_secs(30)).await?;
 
     let producer = Producer::new(&settings.kafka.brokers, &settings.kafka.producer)?;
-    let relay = Relay::new(pool.clone(), producer.clone(), settings.kafka.clone(), settings.outbox.clone());
+    let relay = crate::outbox::relay(pool.clone(), producer.clone(), &settings.kafka, &settings.outbox)?;
 
     let batcher = (settings.writes.max_batch > 1).then(|| {
         Batcher::spawn(pool.clone(), relay.waker(), settings.writes.max_batch, settings.writes.concurrency)

@@ -57,7 +57,7 @@ pub struct Settings {
     /// Kafka.
     pub kafka: KafkaSettings,
     /// Outbox relay.
-    pub outbox: OutboxSettings,
+    pub outbox: cruncan_outbox::OutboxSettings,
     /// Group commit of plain requests.
     pub writes: WriteSettings,
     /// Input limits.
@@ -113,26 +113,6 @@ pub struct KafkaSettings {
     pub replication: i32,
     /// The producer the outbox relay publishes with.
     pub producer: ProducerSettings,
-}
-
-/// Outbox relay settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutboxSettings {
-    /// Rows claimed and published per transaction.
-    pub batch_size: i64,
-    /// Poll for rows no wake-up announced (other replicas' rows, a missed wake-up).
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
-    /// After a wake-up, wait this long for more rows before claiming (0: claim at once).
-    #[serde(default, with = "humantime_serde")]
-    pub batch_window: Duration,
-    /// On shutdown, how long the relay keeps draining pending rows.
-    #[serde(with = "humantime_serde")]
-    pub drain_timeout: Duration,
-    /// Sent rows are deleted this long after they were written; pending rows never are.
-    #[serde(with = "humantime_serde")]
-    pub retention: Duration,
 }
 
 // ANCHOR: limits

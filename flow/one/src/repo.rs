@@ -298,22 +298,10 @@ fn record_outcome<T>(span: &tracing::Span, result: &Result<T, RepoError>) {
 }
 // ANCHOR_END: traced_repository
 
-/// Convenience for the relay and tests: rows in `outbox` not yet sent.
+/// Convenience for tests: rows in `outbox` not yet sent.
 pub async fn pending_outbox(pool: &PgPool) -> anyhow::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
         .fetch_one(pool)
         .await
         .context("counting pending outbox rows")
-}
-
-/// Pending outbox rows and the age of the oldest one in milliseconds (0 when none), for the
-/// backlog gauges.
-pub async fn outbox_backlog(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
-    sqlx::query_as(
-        "SELECT count(*), coalesce((extract(epoch FROM now() - min(created_at)) * 1000)::bigint, 0)
-         FROM outbox WHERE sent_at IS NULL",
-    )
-    .fetch_one(pool)
-    .await
-    .context("measuring the outbox backlog")
 }

@@ -94,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
         topic: format!("saga-bench-{}", uuid::Uuid::new_v4().simple()),
         group_prefix: format!("saga-bench-{}", uuid::Uuid::new_v4().simple()),
         partitions: 3,
+        outbox: Default::default(),
     };
     let choreography = Arc::new(Choreography::new(pool.clone(), cfg)?);
     let stop = Shutdown::new();

@@ -47,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
             topic: "saga.events".into(),
             group_prefix: "saga-choreography".into(),
             partitions: 3,
+            outbox: Default::default(),
         };
         let choreography = std::sync::Arc::new(Choreography::new(pool.clone(), cfg)?);
         let stop = Shutdown::new();

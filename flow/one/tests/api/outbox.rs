@@ -4,7 +4,6 @@
 use crate::helpers::{brokers, read_topic, settings, spawn_with, test_database, valid_body, wait_until};
 use cruncan_kafka::{Producer, ProducerSettings};
 use cruncan_shutdown::Shutdown;
-use one::outbox::Relay;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -54,7 +53,7 @@ async fn two_relays_on_one_database_never_publish_a_row_twice() {
     s.outbox.batch_size = 5;
     let app = spawn_with(s.clone()).await;
     let producer = Producer::new(&brokers(), &ProducerSettings::new("second-relay")).unwrap();
-    let second = Relay::new(app.pool.clone(), producer, s.kafka.clone(), s.outbox.clone());
+    let second = one::outbox::relay(app.pool.clone(), producer, &s.kafka, &s.outbox).unwrap();
     let stop_second = Shutdown::new();
     let second_task = tokio::spawn(second.run(stop_second.clone()));
 
@@ -86,7 +85,7 @@ async fn a_relay_killed_after_publishing_republishes_at_most_once_more() {
     let producer = Producer::new(&brokers(), &ProducerSettings::new("crashing-relay")).unwrap();
     let mut kafka = s.kafka.clone();
     kafka.brokers = brokers();
-    let relay = Relay::new(pool.clone(), producer, kafka, s.outbox.clone());
+    let relay = one::outbox::relay(pool.clone(), producer, &kafka, &s.outbox).unwrap();
     cruncan_kafka::ensure_topic(&brokers(), &s.kafka.topic, 1, 1).await.unwrap();
     // Publish, then die before marking: the transaction is dropped, the row stays pending.
     let mut tx = pool.begin().await.unwrap();
@@ -130,7 +129,7 @@ async fn failed_sends_are_recorded_on_their_rows_and_stay_pending() {
         },
     )
     .unwrap();
-    let relay = Relay::new(pool.clone(), producer, kafka, s.outbox.clone());
+    let relay = one::outbox::relay(pool.clone(), producer, &kafka, &s.outbox).unwrap();
     assert!(relay.publish_batch().await.is_err(), "nothing could be published");
     let (pending, attempts, error): (i64, i32, Option<String>) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE sent_at IS NULL), max(attempts), max(last_error) FROM outbox",

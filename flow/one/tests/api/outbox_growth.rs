@@ -5,7 +5,7 @@
 use crate::helpers::{brokers, read_topic, settings, spawn_with, test_database, valid_body, wait_until};
 use cruncan_db::table_scans;
 use cruncan_kafka::{Producer, ProducerSettings};
-use one::outbox::{Relay, retention};
+use one::outbox::retention;
 use sqlx::PgPool;
 use std::time::Duration;
 
@@ -50,7 +50,7 @@ async fn a_grown_outbox_is_marked_sent_by_its_index_not_scanned() {
         .await
         .unwrap();
     let producer = Producer::new(&brokers(), &ProducerSettings::new("growth-relay")).unwrap();
-    let relay = Relay::new(relay_pool.clone(), producer, s.kafka.clone(), s.outbox.clone());
+    let relay = one::outbox::relay(relay_pool.clone(), producer, &s.kafka, &s.outbox).unwrap();
     add_rows(&admin, &topic, (1, 1_000), Duration::ZERO, true).await;
     let mut next = 1_000;
     let round = async |next: &mut i32| {
@@ -95,7 +95,7 @@ async fn sent_rows_past_their_retention_are_deleted_and_pending_ones_stay() {
     // young), then none.
     let mut chunks = Vec::new();
     loop {
-        match retention::delete_sent(&admin, hour, 7).await.unwrap() {
+        match retention::delete_sent(&admin, &one::outbox::table().unwrap(), hour, 7).await.unwrap() {
             0 => break,
             n => chunks.push(n),
         }
@@ -138,10 +138,15 @@ async fn deleting_waits_behind_a_head_of_pending_rows_instead_of_walking_them() 
     add_rows(&admin, "t", (1, 10), 3 * hour, false).await;
     add_rows(&admin, "t", (11, 20), 2 * hour, true).await;
 
-    assert_eq!(retention::delete_sent(&admin, hour, 5).await.unwrap(), 0, "the head holds only pending rows");
+    assert_eq!(
+        retention::delete_sent(&admin, &one::outbox::table().unwrap(), hour, 5).await.unwrap(),
+        0,
+        "the head holds only pending rows"
+    );
     sqlx::query("UPDATE outbox SET sent_at = now() WHERE sent_at IS NULL").execute(&admin).await.unwrap();
     let mut deleted = 0;
-    while let n @ 1.. = retention::delete_sent(&admin, hour, 5).await.unwrap() {
+    while let n @ 1.. = retention::delete_sent(&admin, &one::outbox::table().unwrap(), hour, 5).await.unwrap()
+    {
         deleted += n;
     }
     assert_eq!(deleted, 20, "once published, the backlog and what lay behind it expire");

@@ -3,7 +3,7 @@
 //! idempotency keys as the orchestrated saga, and writes the next event to its outbox.
 
 use super::events::{Envelope, Event};
-use super::outbox::{self, OutboxWaker, Relay};
+use super::outbox::{self, OutboxWaker};
 use crate::domain::{NewOrder, OrderSaga, Step};
 use crate::participants::{Inventory, LocalStep, Orders, Payments, Shipping, ledger};
 use anyhow::Context as _;
@@ -25,6 +25,8 @@ pub struct ChoreographyConfig {
     pub group_prefix: String,
     /// Partitions of the topic when it is created.
     pub partitions: i32,
+    /// The four outbox relays (`OutboxSettings::default()`: 100 rows a round, a day of retention).
+    pub outbox: cruncan_outbox::OutboxSettings,
 }
 
 /// One participant's role in the choreography.
@@ -261,7 +263,13 @@ impl Choreography {
         let mut tasks = tokio::task::JoinSet::new();
         for role in Role::ALL {
             let waker = self.wakers[role.index()].clone();
-            let relay = Relay::new(self.pool.clone(), self.producer.clone(), role.schema(), waker.clone());
+            let relay = outbox::relay(
+                self.pool.clone(),
+                self.producer.clone(),
+                role.schema(),
+                waker.clone(),
+                &cfg.outbox,
+            )?;
             let stop = shutdown.clone();
             tasks.spawn(async move {
                 relay.run(stop).await;

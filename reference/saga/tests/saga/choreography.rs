@@ -27,6 +27,7 @@ async fn start(pool: &sqlx::PgPool) -> Running {
         topic: cruncan_testkit::unique_name("saga-events"),
         group_prefix: cruncan_testkit::unique_name("saga"),
         partitions: 2,
+        outbox: Default::default(),
     };
     start_with(pool, cfg)
 }
@@ -204,6 +205,7 @@ async fn participants_stopped_mid_flight_finish_every_order_after_a_restart() {
         topic: cruncan_testkit::unique_name("saga-events"),
         group_prefix: cruncan_testkit::unique_name("saga"),
         partitions: 2,
+        outbox: Default::default(),
     };
     let first = start_with(&pool, cfg.clone());
     let mut sagas = Vec::new();

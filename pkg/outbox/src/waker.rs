@@ -4,7 +4,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 // ANCHOR: waker
-/// Wakes the relay of this process after a request committed outbox rows. Wake-ups that arrive
+/// Wakes the relay of this process after a transaction that wrote outbox rows committed. Wake-ups that arrive
 /// while the relay is busy coalesce into one: the next round claims every row committed by then.
 #[derive(Debug, Clone, Default)]
 pub struct OutboxWaker(Arc<Notify>);
@@ -15,7 +15,7 @@ impl OutboxWaker {
         self.0.notify_one();
     }
 
-    pub(super) async fn woken(&self) {
+    pub(crate) async fn woken(&self) {
         self.0.notified().await;
     }
 }

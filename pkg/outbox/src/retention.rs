@@ -9,6 +9,7 @@
 //! - Age is `created_at`, written by the service, against the database's clock: keep clocks in
 //!   sync (a replica whose clock runs an hour ahead has its rows kept an hour longer).
 
+use crate::Table;
 use anyhow::Context as _;
 use cruncan_shutdown::Shutdown;
 use sqlx::PgPool;
@@ -23,8 +24,8 @@ const CHUNKS_PER_VISIT: usize = 20;
 const EVERY: Duration = Duration::from_secs(10);
 
 // ANCHOR: delete_sent
-/// Deletes the sent rows written more than `retention` ago among the `head` oldest rows, and
-/// returns how many.
+/// Deletes the sent rows of `table` written more than `retention` ago among its `head` oldest
+/// rows, and returns how many.
 ///
 /// Rows are written in id order, so the expired ones are the oldest ids: walking the primary key
 /// from the oldest row reads at most `head` rows whatever the table's size, even when a backlog of
@@ -32,24 +33,29 @@ const EVERY: Duration = Duration::from_secs(10);
 /// …`) would read the whole table, or need an index on the time that every insert pays for.
 /// Planned each time (`persistent(false)`): a generic plan knows neither the limit nor the array,
 /// and may scan the table.
-pub async fn delete_sent(pool: &PgPool, retention: Duration, head: i64) -> anyhow::Result<u64> {
-    let deleted = sqlx::query(
-        "DELETE FROM outbox WHERE id = ANY(ARRAY(
-             SELECT id FROM (SELECT id, created_at, sent_at FROM outbox ORDER BY id LIMIT $2) AS oldest
+pub async fn delete_sent(
+    pool: &PgPool,
+    table: &Table,
+    retention: Duration,
+    head: i64,
+) -> anyhow::Result<u64> {
+    let deleted = sqlx::query(table.sql(
+        "DELETE FROM {outbox} WHERE id = ANY(ARRAY(
+             SELECT id FROM (SELECT id, created_at, sent_at FROM {outbox} ORDER BY id LIMIT $2) AS oldest
              WHERE sent_at IS NOT NULL AND created_at < now() - make_interval(secs => $1)))",
-    )
+    ))
     .bind(retention.as_secs_f64())
     .bind(head)
     .persistent(false)
     .execute(pool)
     .await
-    .context("deleting expired outbox rows")?;
+    .with_context(|| format!("deleting expired rows of {table}"))?;
     Ok(deleted.rows_affected())
 }
 // ANCHOR_END: delete_sent
 
-/// Deletes expired sent rows every few seconds until `shutdown`.
-pub(crate) async fn run(pool: PgPool, retention: Duration, shutdown: Shutdown) {
+/// Deletes expired sent rows of `table` every few seconds until `shutdown`.
+pub(crate) async fn run(pool: PgPool, table: Table, retention: Duration, shutdown: Shutdown) {
     let every = EVERY.min(retention.max(Duration::from_millis(100)));
     loop {
         tokio::select! {
@@ -61,11 +67,11 @@ pub(crate) async fn run(pool: PgPool, retention: Duration, shutdown: Shutdown) {
             if shutdown.is_triggered() {
                 return;
             }
-            match delete_sent(&pool, retention, CHUNK).await {
+            match delete_sent(&pool, &table, retention, CHUNK).await {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "outbox retention: deleting failed; will retry");
+                    tracing::warn!(%table, error = %format!("{e:#}"), "outbox retention: deleting failed; will retry");
                     break;
                 }
             }
