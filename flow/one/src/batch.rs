@@ -9,11 +9,8 @@
 //! requests queue and form the next batch.
 //!
 //! Each of the `concurrency` writers keeps its own connection between batches instead of taking
-//! one from the pool per batch: sqlx pings every connection handed back to its pool (a round
-//! trip and a wake-up per batch). What the pool's checks protect against is kept: a writer's
-//! connection unused for a second goes back (where a checkout after a second idle is pinged), a
-//! connection held for the pool's `max_lifetime` is renewed like pooled ones, and one that met
-//! an unreachable database is closed, not reused.
+//! one from the pool per batch ([`cruncan_db::KeptConnection`]): sqlx pings every connection
+//! handed back to its pool, a round trip and a wake-up per batch.
 //!
 //! Requests with an `Idempotency-Key` do not come here: their statement must see the key row
 //! of a concurrent duplicate, and a batch would make one conflict fail the others.
@@ -21,10 +18,9 @@
 use crate::outbox::OutboxWaker;
 use crate::repo::RepoError;
 use chrono::{DateTime, Utc};
+use cruncan_db::KeptConnection;
 use futures::FutureExt as _;
-use sqlx::pool::PoolConnection;
-use sqlx::{PgPool, Postgres};
-use std::time::{Duration, Instant};
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 /// One request's rows, ready to insert.
@@ -88,42 +84,22 @@ impl Batcher {
     }
 }
 
-/// A writer's connection between batches; `None` until its first batch, after an unreachable
-/// database, and after sitting idle.
-type Slot = Option<Held>;
-
-/// A connection a writer holds, with when it was checked out and last used.
-#[derive(Debug)]
-struct Held {
-    conn: PoolConnection<Postgres>,
-    checked_out: Instant,
-    used: Instant,
-}
-
-/// Writers idle this long hand their connections back to the pool (which pings a connection
-/// idle that long before handing it out again).
-const KEEP_IDLE: Duration = cruncan_db::PING_AFTER_IDLE;
-
 /// Takes the first waiting row, then every row already queued behind it (never waiting for more),
 /// and hands the batch to a writer as soon as one is free. A free writer's connection unused for
-/// `KEEP_IDLE` goes back to the pool.
+/// a second goes back to the pool.
 async fn collect(mut rx: mpsc::Receiver<Job>, pool: PgPool, relay: OutboxWaker, max: usize, writers: usize) {
-    let (done, mut returned) = mpsc::channel::<Slot>(writers);
-    let mut free: Vec<Slot> = (0..writers).map(|_| None).collect();
+    let (done, mut returned) = mpsc::channel::<KeptConnection>(writers);
+    let mut free: Vec<KeptConnection> = (0..writers).map(|_| KeptConnection::default()).collect();
     loop {
-        // When the connection of a free writer that has been unused longest turns a second idle.
-        let expiry = free.iter().flatten().map(|held| held.used + KEEP_IDLE).min();
+        // When the connection of the free writer that has been unused longest turns idle.
+        let expiry = free.iter().filter_map(KeptConnection::idle_at).min();
         let first = tokio::select! {
-            slot = returned.recv() => {
-                free.extend(slot);
+            kept = returned.recv() => {
+                free.extend(kept);
                 continue;
             }
-            () = tokio::time::sleep_until(expiry.unwrap_or_else(Instant::now).into()), if expiry.is_some() => {
-                for slot in &mut free {
-                    if slot.as_ref().is_some_and(|held| held.used.elapsed() >= KEEP_IDLE) {
-                        *slot = None; // back to the pool
-                    }
-                }
+            () = tokio::time::sleep_until(expiry.unwrap_or_else(std::time::Instant::now).into()), if expiry.is_some() => {
+                free.iter_mut().for_each(KeptConnection::release_if_idle);
                 continue;
             }
             job = rx.recv(), if !free.is_empty() => match job {
@@ -139,15 +115,15 @@ async fn collect(mut rx: mpsc::Receiver<Job>, pool: PgPool, relay: OutboxWaker, 
                 Err(_) => break,
             }
         }
-        let slot = free.pop().flatten();
+        let kept = free.pop().unwrap_or_default();
         let (pool, relay, done) = (pool.clone(), relay.clone(), done.clone());
         tokio::spawn(async move {
-            // A panicking write must not take its writer with it: the slot comes back empty.
-            let slot = std::panic::AssertUnwindSafe(write(&pool, slot, &relay, batch))
+            // A panicking write must not take its writer with it: it comes back with no connection.
+            let kept = std::panic::AssertUnwindSafe(write(&pool, kept, &relay, batch))
                 .catch_unwind()
                 .await
-                .unwrap_or(None);
-            let _ = done.send(slot).await;
+                .unwrap_or_default();
+            let _ = done.send(kept).await;
         });
     }
 }
@@ -157,19 +133,24 @@ async fn collect(mut rx: mpsc::Receiver<Job>, pool: PgPool, relay: OutboxWaker, 
 /// Writes a batch in one statement on the writer's connection and returns the connection for
 /// the next batch. If it fails for a reason other than an unreachable database, the rows are
 /// written one by one, so one bad row fails only its own request.
-async fn write(pool: &PgPool, slot: Slot, relay: &OutboxWaker, batch: Vec<Job>) -> Slot {
+async fn write(
+    pool: &PgPool,
+    mut kept: KeptConnection,
+    relay: &OutboxWaker,
+    batch: Vec<Job>,
+) -> KeptConnection {
     let (rows, replies): (Vec<NewRow>, Vec<_>) = batch.into_iter().unzip();
-    let mut held = match connection(pool, slot).await {
-        Ok(held) => held,
+    let conn = match kept.get(pool).await {
+        Ok(conn) => conn,
         Err(e) => {
             for reply in replies {
                 let _ = reply.send(failure(&e));
             }
-            return None;
+            return kept;
         }
     };
     let mut unreachable = false;
-    match insert(&mut held.conn, &rows).await {
+    match insert(conn, &rows).await {
         Ok(()) => {
             relay.wake();
             let batch_size = rows.len();
@@ -180,7 +161,7 @@ async fn write(pool: &PgPool, slot: Slot, relay: &OutboxWaker, batch: Vec<Job>) 
         Err(e) if rows.len() > 1 && !cruncan_db::is_unavailable(&e) => {
             tracing::warn!(error = %e, rows = rows.len(), "batch insert failed; writing its rows one by one");
             for (row, reply) in rows.into_iter().zip(replies) {
-                let outcome = match insert(&mut held.conn, std::slice::from_ref(&row)).await {
+                let outcome = match insert(conn, std::slice::from_ref(&row)).await {
                     Ok(()) => {
                         relay.wake();
                         Outcome::Stored { batch_size: 1 }
@@ -202,26 +183,11 @@ async fn write(pool: &PgPool, slot: Slot, relay: &OutboxWaker, batch: Vec<Job>) 
     }
     if unreachable {
         // The connection may be broken: close it rather than trust it with the next batch.
-        held.conn.close_on_drop();
-        return None;
+        kept.discard();
+    } else {
+        kept.used();
     }
-    held.used = Instant::now();
-    Some(held)
-}
-
-/// The writer's own connection if it was used within `KEEP_IDLE` and has not been held for the
-/// pool's `max_lifetime`, else one from the pool (dropping the old one hands it back).
-async fn connection(pool: &PgPool, slot: Slot) -> Result<Held, sqlx::Error> {
-    if let Some(held) = slot {
-        let lifetime = pool.options().get_max_lifetime();
-        if held.used.elapsed() < KEEP_IDLE && lifetime.is_none_or(|l| held.checked_out.elapsed() < l) {
-            return Ok(held);
-        }
-        drop(held);
-    }
-    let conn = pool.acquire().await?;
-    let now = Instant::now();
-    Ok(Held { conn, checked_out: now, used: now })
+    kept
 }
 
 fn failure(e: &sqlx::Error) -> Outcome {
@@ -232,7 +198,7 @@ fn failure(e: &sqlx::Error) -> Outcome {
     }
 }
 
-async fn insert(conn: &mut PoolConnection<Postgres>, rows: &[NewRow]) -> Result<(), sqlx::Error> {
+async fn insert(conn: &mut PgConnection, rows: &[NewRow]) -> Result<(), sqlx::Error> {
     fn column<T>(rows: &[NewRow], f: impl Fn(&NewRow) -> T) -> Vec<T> {
         rows.iter().map(f).collect()
     }
@@ -245,7 +211,7 @@ async fn insert(conn: &mut PoolConnection<Postgres>, rows: &[NewRow]) -> Result<
         .bind(column(rows, |r| r.key.clone()))
         .bind(column(rows, |r| r.payload.clone()))
         .bind(column(rows, |r| r.headers.clone()))
-        .execute(&mut **conn)
+        .execute(conn)
         .await?;
     Ok(())
 }

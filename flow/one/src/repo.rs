@@ -26,18 +26,9 @@ pub struct StoredRequest {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A message to publish, written to the outbox with the request.
-#[derive(Debug, Clone)]
-pub struct OutboxRecord {
-    /// Destination topic.
-    pub topic: String,
-    /// Record key (the request id).
-    pub key: String,
-    /// Record value.
-    pub payload: Vec<u8>,
-    /// Record headers (`traceparent`, `tracestate`).
-    pub headers: cruncan_kafka::Headers,
-}
+/// A message to publish, written to the outbox with the request: the request event, keyed by
+/// the request id, with the trace context as headers.
+pub use cruncan_outbox::Record as OutboxRecord;
 
 /// An `Idempotency-Key` and the hash of the body it came with.
 #[derive(Debug, Clone)]
@@ -297,11 +288,3 @@ fn record_outcome<T>(span: &tracing::Span, result: &Result<T, RepoError>) {
     }
 }
 // ANCHOR_END: traced_repository
-
-/// Convenience for tests: rows in `outbox` not yet sent.
-pub async fn pending_outbox(pool: &PgPool) -> anyhow::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
-        .fetch_one(pool)
-        .await
-        .context("counting pending outbox rows")
-}

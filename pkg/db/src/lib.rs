@@ -1,8 +1,10 @@
 //! PostgreSQL for the services: a pool built from typed settings (never a URL glued from strings),
 //! creating the service's database when asked, and isolated databases for tests.
 
+mod kept;
 mod settings;
 
+pub use kept::KeptConnection;
 pub use settings::{DatabaseSettings, URL_PARAMETERS};
 pub use sqlx::postgres::PgSslMode;
 

@@ -49,7 +49,7 @@ impl RelayMetrics {
             latency: meter
                 .f64_histogram("outbox.publish.latency")
                 .with_unit("s")
-                .with_description("From the commit of the row to the broker's acknowledgement")
+                .with_description("From the row's created_at to the broker's acknowledgement")
                 .with_boundaries(cruncan_telemetry::SECONDS_BOUNDARIES.to_vec())
                 .build(),
             published: meter

@@ -11,6 +11,7 @@ use crate::{OutboxSettings, OutboxWaker, Table};
 use anyhow::Context as _;
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 use chrono::{DateTime, Utc};
+use cruncan_db::KeptConnection;
 use cruncan_kafka::{Headers, Producer};
 use cruncan_shutdown::Shutdown;
 use opentelemetry::KeyValue;
@@ -74,9 +75,11 @@ pub struct Relay {
     topic: Option<TopicSpec>,
     topic_ready: AtomicBool,
     span_name_header: Option<&'static str>,
+    correlation_header: Option<&'static str>,
     metrics: RelayMetrics,
     pending_counted: std::sync::Mutex<Option<Instant>>,
     wake: OutboxWaker,
+    kept: tokio::sync::Mutex<KeptConnection>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -86,7 +89,8 @@ impl std::fmt::Debug for Relay {
 }
 
 impl Relay {
-    /// A relay of `table` over `pool`, publishing with `producer`.
+    /// A relay of `table` over `pool`, publishing with `producer`. Make one relay per table and
+    /// process: its gauges are registered with the process's meter for good.
     pub fn new(pool: PgPool, producer: Producer, table: Table, cfg: OutboxSettings) -> Self {
         Self {
             pool,
@@ -97,8 +101,10 @@ impl Relay {
             topic: None,
             topic_ready: AtomicBool::new(true),
             span_name_header: None,
+            correlation_header: None,
             pending_counted: std::sync::Mutex::new(None),
             wake: OutboxWaker::default(),
+            kept: tokio::sync::Mutex::default(),
         }
     }
 
@@ -120,6 +126,13 @@ impl Relay {
     /// has that header, instead of `publish <topic>`.
     pub fn naming_spans_by(mut self, header: &'static str) -> Self {
         self.span_name_header = Some(header);
+        self
+    }
+
+    /// Records the value of `header` as each publish span's `correlation_id` (e.g. the saga id),
+    /// so a trace search by it finds the publishes too.
+    pub fn correlating_spans_by(mut self, header: &'static str) -> Self {
+        self.correlation_header = Some(header);
         self
     }
 
@@ -234,7 +247,30 @@ impl Relay {
     /// could be published (the failed attempts are committed all the same).
     pub async fn publish_batch(&self) -> anyhow::Result<usize> {
         self.ensure_topic().await?;
-        let mut tx = self.pool.begin().await.context("starting outbox transaction")?;
+        // The relay keeps its connection while rounds find rows: no pool round trip per round.
+        let mut kept = self.kept.lock().await;
+        let claimed = self.transaction(&mut kept).await;
+        match &claimed {
+            Err(e) if e.downcast_ref::<sqlx::Error>().is_some_and(cruncan_db::is_unavailable) => {
+                kept.discard()
+            }
+            Ok(c) if c.acked.is_empty() && c.error.is_none() => kept.release(), // nothing pending
+            _ => kept.used(),
+        }
+        drop(kept);
+        let claimed = claimed?;
+        self.metrics.published.add(claimed.acked.len() as u64, std::slice::from_ref(&self.metrics.table));
+        match claimed.error {
+            Some(e) if claimed.acked.is_empty() => Err(e),
+            _ => Ok(claimed.acked.len()),
+        }
+    }
+
+    /// One relay transaction on the kept connection: claim and publish, mark the acknowledged
+    /// rows sent, commit.
+    async fn transaction(&self, kept: &mut KeptConnection) -> anyhow::Result<Claimed> {
+        let conn = kept.get(&self.pool).await.context("taking a connection for the outbox")?;
+        let mut tx = sqlx::Connection::begin(conn).await.context("starting outbox transaction")?;
         let claimed = self.claim_and_publish(&mut tx).await?;
         if !claimed.acked.is_empty() {
             // Planned each time, not cached: a plan cached while the table was small is a
@@ -252,21 +288,14 @@ impl Relay {
         // Committed even when every send failed: `attempts` and `last_error` must survive for
         // the operator, and the rows stay pending either way.
         tx.commit().await.context("committing outbox transaction")?;
-        self.metrics.published.add(claimed.acked.len() as u64, std::slice::from_ref(&self.metrics.table));
-        match claimed.error {
-            Some(e) if claimed.acked.is_empty() => Err(e),
-            _ => Ok(claimed.acked.len()),
-        }
+        Ok(claimed)
     }
 
     /// Claims pending rows inside `tx` (`FOR UPDATE SKIP LOCKED`) and publishes them in id order;
     /// records each failed send on its row inside `tx`. The rows stay locked, and pending, until
     /// the caller marks them and commits — dropping `tx` instead is what a crash after publishing
     /// looks like, and the rows are published again by the next relay.
-    pub async fn claim_and_publish(
-        &self,
-        tx: &mut Transaction<'static, Postgres>,
-    ) -> anyhow::Result<Claimed> {
+    pub async fn claim_and_publish(&self, tx: &mut Transaction<'_, Postgres>) -> anyhow::Result<Claimed> {
         let rows: Vec<Row> = sqlx::query_as(self.table.sql(
             "SELECT id, topic, key, payload, headers, created_at FROM {outbox}
              WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
@@ -321,7 +350,11 @@ impl Relay {
             messaging.destination.name = %row.topic,
             messaging.kafka.message.key = %row.key,
             otel.status_code = tracing::field::Empty,
+            correlation_id = tracing::field::Empty,
         );
+        if let Some(id) = self.correlation_header.and_then(|h| headers.get_str(h)) {
+            span.record("correlation_id", id);
+        }
         let parent = cruncan_telemetry::extract_context(headers);
         let _ = span.set_parent(parent);
         // ANCHOR_END: publish_span

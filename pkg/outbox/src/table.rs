@@ -12,9 +12,13 @@ pub struct InvalidTable(String);
 ///
 /// A table name cannot be a bind parameter, so statements are built with it. Only plain
 /// identifiers (lower-case ASCII letters, digits, `_`, not starting with a digit, at most 63
-/// bytes each) are accepted, so a name can never change what a statement does.
+/// bytes each) are accepted, so a name can never change what a statement does; statements quote
+/// each part (`"payments"."outbox"`), so a reserved word such as `order` works too.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Table(Arc<str>);
+pub struct Table {
+    name: Arc<str>,
+    quoted: Arc<str>,
+}
 
 impl Table {
     /// Checks `name`.
@@ -26,7 +30,8 @@ impl Table {
         };
         let parts: Vec<&str> = name.split('.').collect();
         if parts.len() <= 2 && parts.iter().all(|p| plain(p)) {
-            Ok(Self(name.into()))
+            let quoted = parts.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(".");
+            Ok(Self { name: name.into(), quoted: quoted.into() })
         } else {
             Err(InvalidTable(name.to_owned()))
         }
@@ -34,19 +39,19 @@ impl Table {
 
     /// The name, as written in statements.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
     }
 
-    /// `template` with `{outbox}` replaced by this table's name.
+    /// `template` with `{outbox}` replaced by this table's quoted name.
     pub(crate) fn sql(&self, template: &str) -> sqlx::AssertSqlSafe<String> {
         // Safe: the name was checked to be plain identifiers in `Table::new`.
-        sqlx::AssertSqlSafe(template.replace("{outbox}", &self.0))
+        sqlx::AssertSqlSafe(template.replace("{outbox}", &self.quoted))
     }
 }
 
 impl fmt::Display for Table {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.name)
     }
 }
 
@@ -84,6 +89,8 @@ mod tests {
     #[test]
     fn statements_name_the_table() {
         let t = Table::new("payments.outbox").unwrap();
-        assert_eq!(t.sql("SELECT 1 FROM {outbox}").0, "SELECT 1 FROM payments.outbox");
+        assert_eq!(t.sql("SELECT 1 FROM {outbox}").0, r#"SELECT 1 FROM "payments"."outbox""#);
+        assert_eq!(Table::new("order").unwrap().sql("{outbox}").0, r#""order""#);
+        assert_eq!(t.to_string(), "payments.outbox");
     }
 }

@@ -76,7 +76,7 @@ impl TestApp {
     }
 
     pub async fn pending(&self) -> i64 {
-        one::repo::pending_outbox(&self.pool).await.unwrap()
+        cruncan_outbox::backlog(&self.pool, &one::outbox::table().unwrap()).await.unwrap().0
     }
 
     /// Stops the app the way SIGTERM would and waits for it.

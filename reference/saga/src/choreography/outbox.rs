@@ -48,7 +48,8 @@ pub async fn enqueue(
 }
 // ANCHOR_END: enqueue
 
-/// The relay of `schema`'s outbox, woken by `waker`; its spans are named after the event type.
+/// The relay of `schema`'s outbox, woken by `waker`; its spans are named after the event type
+/// and carry the saga id as `correlation_id`, like the participants' own spans.
 pub fn relay(
     pool: PgPool,
     producer: Producer,
@@ -56,7 +57,10 @@ pub fn relay(
     waker: OutboxWaker,
     cfg: &OutboxSettings,
 ) -> anyhow::Result<Relay> {
-    Ok(Relay::new(pool, producer, table(schema)?, cfg.clone()).with_waker(waker).naming_spans_by(EVENT_TYPE))
+    Ok(Relay::new(pool, producer, table(schema)?, cfg.clone())
+        .with_waker(waker)
+        .naming_spans_by(EVENT_TYPE)
+        .correlating_spans_by(CORRELATION_ID))
 }
 
 /// One event of a saga as its participant's outbox recorded it.

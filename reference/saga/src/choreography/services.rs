@@ -255,12 +255,14 @@ impl Choreography {
     }
     // ANCHOR_END: place_order
 
-    /// Runs the four consumers and the four outbox relays until `shutdown`.
+    /// Runs the four consumers and the four outbox relays until `shutdown`. The relays stop after
+    /// the consumers, and drain what the consumers' last handlers wrote.
     pub async fn run(&self, shutdown: Shutdown) -> anyhow::Result<()> {
         let cfg = &self.cfg;
         cruncan_kafka::ensure_topic(&cfg.brokers, &cfg.topic, cfg.partitions, 1).await?;
         cruncan_kafka::ensure_topic(&cfg.brokers, &format!("{}.dlq", cfg.topic), 1, 1).await?;
-        let mut tasks = tokio::task::JoinSet::new();
+        let (mut consumers, mut relays) = (tokio::task::JoinSet::new(), tokio::task::JoinSet::new());
+        let relays_stop = Shutdown::new();
         for role in Role::ALL {
             let waker = self.wakers[role.index()].clone();
             let relay = outbox::relay(
@@ -270,11 +272,7 @@ impl Choreography {
                 waker.clone(),
                 &cfg.outbox,
             )?;
-            let stop = shutdown.clone();
-            tasks.spawn(async move {
-                relay.run(stop).await;
-                Ok(())
-            });
+            relays.spawn(relay.run(relays_stop.clone()));
             let consumer_settings = ConsumerSettings {
                 concurrency: 8,
                 max_attempts: 5,
@@ -297,10 +295,14 @@ impl Choreography {
                 locals: Arc::clone(&self.locals),
             };
             let stop = shutdown.clone();
-            tasks.spawn(async move { consumer.run(Arc::new(reactor), stop).await });
+            consumers.spawn(async move { consumer.run(Arc::new(reactor), stop).await });
         }
-        while let Some(done) = tasks.join_next().await {
-            done.context("choreography task panicked")??;
+        while let Some(done) = consumers.join_next().await {
+            done.context("choreography consumer panicked")??;
+        }
+        relays_stop.trigger();
+        while let Some(done) = relays.join_next().await {
+            done.context("choreography outbox relay panicked")?;
         }
         Ok(())
     }
