@@ -87,9 +87,10 @@ flow-docker: ## the whole flow in containers: stack + one + two + stub (needs a 
 tools: ## install protoc, mdbook, mdbook-mermaid and cargo-machete when missing
 	@scripts/tools.sh
 
-test: up tools ## the one test command: fmt, clippy, every test against the real stack, the book
+test: up tools ## the one test command: fmt, clippy, unused dependencies, every test against the real stack, the book
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	$(MACHETE)
 	@scripts/temporal.sh up
 	@$(ENV); cargo run -q -p cruncan-testkit --bin prune-test-topics
 	$(ENV); cargo test --workspace --no-fail-fast
