@@ -24,6 +24,7 @@ pub struct App {
     admin: tokio::net::TcpListener,
     router: axum::Router,
     pool: PgPool,
+    dedup_retention: Duration,
 }
 
 impl std::fmt::Debug for App {
@@ -80,7 +81,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         .layer(axum::middleware::from_fn(cruncan_http::telemetry_middleware));
     let addr = format!("{}:{}", settings.admin.host, settings.admin.port);
     let admin = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
-    Ok(App { consumer, handler, admin, router, pool })
+    Ok(App { consumer, handler, admin, router, pool, dedup_retention: settings.dedup.retention })
 }
 // ANCHOR_END: build
 
@@ -103,7 +104,11 @@ impl App {
         tracing::info!(%addr, "service two consuming; admin server listening");
         let admin_stop = Shutdown::new();
         let admin = tokio::spawn(cruncan_http::serve(self.admin, self.router, admin_stop.clone()));
+        let pruner =
+            tokio::spawn(crate::retention::run(self.pool.clone(), self.dedup_retention, shutdown.clone()));
         let consumed = self.consumer.run(self.handler, shutdown).await;
+        // It stops at the shutdown too, at the latest after the statement it is running.
+        pruner.await.context("processed-id retention task")?;
         admin_stop.trigger();
         admin.await.context("admin server task")??;
         self.pool.close().await;

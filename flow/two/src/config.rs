@@ -65,6 +65,8 @@ pub struct Settings {
     pub token: TokenSettings,
     /// Third-party API.
     pub three: ThirdPartySettings,
+    /// De-duplication store.
+    pub dedup: DedupSettings,
     /// Logs and telemetry.
     pub telemetry: TelemetrySettings,
 }
@@ -109,6 +111,16 @@ pub struct ThirdPartySettings {
     pub timeout: Duration,
     /// Value of the `language` header.
     pub language: String,
+}
+
+/// De-duplication store settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupSettings {
+    /// Processed ids are deleted this long after they were processed; longer than the topic's
+    /// retention and than any redrive of dead letters ([`crate::retention`]).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
 }
 
 /// Telemetry settings.

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod config;
 pub mod handler;
+pub mod retention;
 pub mod store;
 
 pub use app::{App, MIGRATOR, build};

@@ -2,9 +2,11 @@
 //! creating the service's database when asked, and isolated databases for tests.
 
 mod kept;
+mod prune;
 mod settings;
 
 pub use kept::KeptConnection;
+pub use prune::Pruning;
 pub use settings::{DatabaseSettings, URL_PARAMETERS};
 pub use sqlx::postgres::PgSslMode;
 

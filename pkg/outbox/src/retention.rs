@@ -11,17 +11,14 @@
 
 use crate::Table;
 use anyhow::Context as _;
+use cruncan_db::Pruning;
 use cruncan_shutdown::Shutdown;
 use sqlx::PgPool;
 use std::time::Duration;
 
 /// Oldest rows looked at per statement: small enough to hold locks briefly, large enough to keep
-/// up (20 × 5,000 rows per visit every 10 s: 10,000 rows a second).
+/// up (20 × 5,000 rows per visit every 10 s: 10,000 rows a second; [`Pruning::for_retention`]).
 const CHUNK: i64 = 5_000;
-/// Statements per visit at most, so one visit ends even while a backlog is being cleared.
-const CHUNKS_PER_VISIT: usize = 20;
-/// How often the task looks for expired rows (more often when the retention is shorter).
-const EVERY: Duration = Duration::from_secs(10);
 
 // ANCHOR: delete_sent
 /// Deletes the sent rows of `table` written more than `retention` ago among its `head` oldest
@@ -54,27 +51,11 @@ pub async fn delete_sent(
 }
 // ANCHOR_END: delete_sent
 
-/// Deletes expired sent rows of `table` every few seconds until `shutdown`.
+/// Deletes expired sent rows of `table` every few seconds until `shutdown`, until a chunk finds
+/// nothing expired: the oldest rows are then young, or still pending.
 pub(crate) async fn run(pool: PgPool, table: Table, retention: Duration, shutdown: Shutdown) {
-    let every = EVERY.min(retention.max(Duration::from_millis(100)));
-    loop {
-        tokio::select! {
-            () = shutdown.wait() => return,
-            () = tokio::time::sleep(every) => {}
-        }
-        // Until a chunk finds nothing expired: the oldest rows are then young, or still pending.
-        for _ in 0..CHUNKS_PER_VISIT {
-            if shutdown.is_triggered() {
-                return;
-            }
-            match delete_sent(&pool, &table, retention, CHUNK).await {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(%table, error = %format!("{e:#}"), "outbox retention: deleting failed; will retry");
-                    break;
-                }
-            }
-        }
-    }
+    let what = format!("sent rows of outbox {table}");
+    Pruning::for_retention(retention)
+        .run(&what, shutdown, || delete_sent(&pool, &table, retention, CHUNK))
+        .await;
 }

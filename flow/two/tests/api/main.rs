@@ -9,6 +9,7 @@ mod ordering;
 mod outage;
 mod poison;
 mod redrive;
+mod retention;
 mod retries;
 mod shutdown;
 mod store;
