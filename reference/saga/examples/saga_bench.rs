@@ -95,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
         group_prefix: format!("saga-bench-{}", uuid::Uuid::new_v4().simple()),
         partitions: 3,
         outbox: Default::default(),
+        inbox_retention: saga::choreography::inbox::DEFAULT_RETENTION,
     };
     let choreography = Arc::new(Choreography::new(pool.clone(), cfg)?);
     let stop = Shutdown::new();

@@ -48,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
             group_prefix: "saga-choreography".into(),
             partitions: 3,
             outbox: Default::default(),
+            inbox_retention: saga::choreography::inbox::DEFAULT_RETENTION,
         };
         let choreography = std::sync::Arc::new(Choreography::new(pool.clone(), cfg)?);
         let stop = Shutdown::new();

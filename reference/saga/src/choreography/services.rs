@@ -27,6 +27,9 @@ pub struct ChoreographyConfig {
     pub partitions: i32,
     /// The four outbox relays (`OutboxSettings::default()`: 100 rows a round, a day of retention).
     pub outbox: cruncan_outbox::OutboxSettings,
+    /// Inbox rows are deleted this long after they were received ([`super::inbox`];
+    /// `inbox::DEFAULT_RETENTION`: 8 days).
+    pub inbox_retention: Duration,
 }
 
 /// One participant's role in the choreography.
@@ -255,8 +258,9 @@ impl Choreography {
     }
     // ANCHOR_END: place_order
 
-    /// Runs the four consumers and the four outbox relays until `shutdown`. The relays stop after
-    /// the consumers, and drain what the consumers' last handlers wrote.
+    /// Runs the four consumers, the four outbox relays and the four inboxes' retention until
+    /// `shutdown`. The relays stop after the consumers, and drain what the consumers' last
+    /// handlers wrote.
     pub async fn run(&self, shutdown: Shutdown) -> anyhow::Result<()> {
         let cfg = &self.cfg;
         cruncan_kafka::ensure_topic(&cfg.brokers, &cfg.topic, cfg.partitions, 1).await?;
@@ -273,6 +277,12 @@ impl Choreography {
                 &cfg.outbox,
             )?;
             relays.spawn(relay.run(relays_stop.clone()));
+            relays.spawn(super::inbox::run(
+                self.pool.clone(),
+                role.schema(),
+                cfg.inbox_retention,
+                relays_stop.clone(),
+            ));
             let consumer_settings = ConsumerSettings {
                 concurrency: 8,
                 max_attempts: 5,
@@ -302,7 +312,7 @@ impl Choreography {
         }
         relays_stop.trigger();
         while let Some(done) = relays.join_next().await {
-            done.context("choreography outbox relay panicked")?;
+            done.context("choreography outbox relay or inbox retention panicked")?;
         }
         Ok(())
     }

@@ -21,15 +21,20 @@ impl Drop for Running {
     }
 }
 
-async fn start(pool: &sqlx::PgPool) -> Running {
-    let cfg = ChoreographyConfig {
+/// A topic and consumer groups of the test's own, default relays and retention.
+fn config() -> ChoreographyConfig {
+    ChoreographyConfig {
         brokers: cruncan_testkit::brokers(),
         topic: cruncan_testkit::unique_name("saga-events"),
         group_prefix: cruncan_testkit::unique_name("saga"),
         partitions: 2,
         outbox: Default::default(),
-    };
-    start_with(pool, cfg)
+        inbox_retention: saga::choreography::inbox::DEFAULT_RETENTION,
+    }
+}
+
+async fn start(pool: &sqlx::PgPool) -> Running {
+    start_with(pool, config())
 }
 
 fn start_with(pool: &sqlx::PgPool, cfg: ChoreographyConfig) -> Running {
@@ -200,13 +205,7 @@ async fn every_event_delivered_twice_changes_nothing_and_a_poison_event_is_dead_
 #[tokio::test]
 async fn participants_stopped_mid_flight_finish_every_order_after_a_restart() {
     let pool = test_db().await;
-    let cfg = ChoreographyConfig {
-        brokers: cruncan_testkit::brokers(),
-        topic: cruncan_testkit::unique_name("saga-events"),
-        group_prefix: cruncan_testkit::unique_name("saga"),
-        partitions: 2,
-        outbox: Default::default(),
-    };
+    let cfg = config();
     let first = start_with(&pool, cfg.clone());
     let mut sagas = Vec::new();
     for i in 0..20 {
@@ -234,4 +233,33 @@ async fn participants_stopped_mid_flight_finish_every_order_after_a_restart() {
         assert_eq!(payments, [if i % 4 == 0 { "refunded" } else { "captured" }], "order {i}");
     }
     assert_eq!(stock(&pool, "product_3").await, 200 - 15, "one unit for each confirmed order");
+}
+
+/// Rows left in the four inboxes and the four outboxes.
+async fn kept_rows(pool: &sqlx::PgPool) -> i64 {
+    let union = SCHEMAS
+        .map(|s| format!("(SELECT count(*) FROM {s}.inbox) + (SELECT count(*) FROM {s}.outbox)"))
+        .join(" + ");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {union}"))).fetch_one(pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn inboxes_and_outboxes_forget_a_finished_saga_after_their_retention() {
+    let pool = test_db().await;
+    let cfg = ChoreographyConfig {
+        outbox: cruncan_outbox::OutboxSettings { retention: Duration::from_secs(1), ..Default::default() },
+        inbox_retention: Duration::from_secs(1),
+        ..config()
+    };
+    let running = start_with(&pool, cfg);
+    let saga = running.choreography.place_order(order("u", &[("product_1", 1, 10.0)])).await.unwrap();
+    settled(&pool, &[&saga]).await;
+    assert_eq!(order_status(&pool, saga.order_id).await.as_deref(), Some("confirmed"));
+    assert!(kept_rows(&pool).await > 0, "the saga left inbox and outbox rows");
+
+    cruncan_testkit::wait_until(Duration::from_secs(20), "inboxes and outboxes emptied", || async {
+        kept_rows(&pool).await == 0
+    })
+    .await;
+    assert_eq!(order_status(&pool, saga.order_id).await.as_deref(), Some("confirmed"), "the order stays");
 }
