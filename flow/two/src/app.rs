@@ -108,7 +108,9 @@ impl App {
             tokio::spawn(crate::retention::run(self.pool.clone(), self.dedup_retention, shutdown.clone()));
         let consumed = self.consumer.run(self.handler, shutdown).await;
         // It stops at the shutdown too, at the latest after the statement it is running.
-        pruner.await.context("processed-id retention task")?;
+        if let Err(e) = pruner.await {
+            tracing::error!(error = %e, "processed-id retention task failed");
+        }
         admin_stop.trigger();
         admin.await.context("admin server task")??;
         self.pool.close().await;

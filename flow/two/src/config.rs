@@ -113,12 +113,17 @@ pub struct ThirdPartySettings {
     pub language: String,
 }
 
+/// The shortest `dedup.retention` accepted: a zero or tiny one would silently turn
+/// de-duplication off.
+pub const MIN_DEDUP_RETENTION: Duration = Duration::from_secs(60);
+
 /// De-duplication store settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DedupSettings {
-    /// Processed ids are deleted this long after they were processed; longer than the topic's
-    /// retention and than any redrive of dead letters ([`crate::retention`]).
+    /// Processed ids are deleted this long after they were processed; longer than a record can
+    /// stay in the topic and than any redrive of dead letters ([`crate::retention`]). At least
+    /// [`MIN_DEDUP_RETENTION`].
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
 }
@@ -149,6 +154,43 @@ impl Settings {
         if let Some(url) = &cli.database_url {
             settings.database.apply_url(url)?;
         }
+        settings.validate()?;
         Ok(settings)
+    }
+
+    /// Rejects settings that would load but break a guarantee.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.dedup.retention >= MIN_DEDUP_RETENTION,
+            "dedup.retention is {:?}: at least {MIN_DEDUP_RETENTION:?}, or redelivered messages reach the third party twice",
+            self.dedup.retention
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(overrides: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let mut sources = Sources::new(cruncan_config::crate_dir!().join("config"), "local");
+        sources.env = Some(Default::default());
+        for (k, v) in overrides {
+            sources = sources.override_with(k, Some(v));
+        }
+        cruncan_config::load(&sources)
+    }
+
+    #[test]
+    fn the_defaults_keep_processed_ids_15_days_and_a_tiny_retention_is_refused() {
+        let settings = load(&[]).unwrap();
+        assert_eq!(settings.dedup.retention, Duration::from_secs(15 * 24 * 3600));
+        settings.validate().unwrap();
+        for tiny in ["0s", "30s"] {
+            let err = load(&[("dedup.retention", tiny)]).unwrap().validate().unwrap_err();
+            assert!(format!("{err}").contains("dedup.retention"), "{err}");
+        }
+        load(&[("dedup.retention", "1m")]).unwrap().validate().unwrap();
     }
 }

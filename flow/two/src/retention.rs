@@ -1,10 +1,12 @@
 //! Processed ids are kept for `dedup.retention`, then deleted by a task beside the consumer.
 //! Without it the de-duplication table grows by every request ever delivered.
 //!
-//! The retention must outlast every way a message can come back: the topic's own retention (a
-//! consumer group reset or a new group reads from there), and a redrive of dead letters, which
-//! can come days later. An id deleted earlier is delivered to the third party again. The default
-//! is 8 days, one more than Kafka's default topic retention.
+//! The retention must outlast every way a message can come back. Kafka deletes a log segment only
+//! when its newest record is past `retention.ms` (7 days by default), and segments roll every
+//! `segment.ms` (also 7 days): a record of a quiet partition can be read for about 14 days, and a
+//! group whose offsets expired (`offsets.retention.minutes`, 7 days of being empty) starts again
+//! from the earliest one. A redrive of dead letters can come later still. An id deleted earlier
+//! is delivered to the third party again. The default is 15 days.
 
 use anyhow::Context as _;
 use cruncan_db::Pruning;
@@ -12,22 +14,29 @@ use cruncan_shutdown::Shutdown;
 use sqlx::PgPool;
 use std::time::Duration;
 
-/// Ids deleted per statement at most: a short statement, few locks.
+/// Smallest ids looked at per statement: a short statement, few locks.
 const CHUNK: i64 = 5_000;
 
 // ANCHOR: delete_expired
-/// Deletes up to `chunk` ids processed more than `retention` ago, oldest first, and returns how
-/// many. The index on `processed_at` finds them, so a statement costs the same on any table size.
-/// Planned each time (`persistent(false)`), as every statement here that meets a growing table.
-pub async fn delete_expired(pool: &PgPool, retention: Duration, chunk: i64) -> anyhow::Result<u64> {
+/// Deletes the ids processed more than `retention` ago among the `head` smallest ids, and returns
+/// how many.
+///
+/// Request ids are zero-padded Snowflake ids, which sort by the time one accepted the request, so
+/// the expired ids are the smallest: walking the primary key from the smallest reads at most
+/// `head` rows whatever the table's size, and needs no index on the time (which every insert would
+/// pay for, and which a migration would have to build on a table that may be large by then).
+/// Ids processed late (a backlog, a redrive) can sit young among old ones; deleting then waits
+/// behind them, at most until they expire too. Planned each time (`persistent(false)`).
+pub async fn delete_expired(pool: &PgPool, retention: Duration, head: i64) -> anyhow::Result<u64> {
     let deleted = sqlx::query(
         "DELETE FROM processed_request WHERE request_id = ANY(ARRAY(
-             SELECT request_id FROM processed_request
-             WHERE processed_at < now() - make_interval(secs => $1)
-             ORDER BY processed_at LIMIT $2))",
+             SELECT request_id FROM (
+                 SELECT request_id, processed_at FROM processed_request ORDER BY request_id LIMIT $2
+             ) AS smallest
+             WHERE processed_at < now() - make_interval(secs => $1)))",
     )
     .bind(retention.as_secs_f64())
-    .bind(chunk)
+    .bind(head)
     .persistent(false)
     .execute(pool)
     .await

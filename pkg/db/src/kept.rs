@@ -7,7 +7,9 @@
 //!
 //! - a connection unused for [`PING_AFTER_IDLE`] goes back to the pool, which pings a connection
 //!   idle that long before handing it out again;
-//! - a connection held for the pool's `max_lifetime` is renewed, as pooled ones are;
+//! - a connection held for the pool's `max_lifetime` since it was taken from the pool is renewed
+//!   (sqlx does not say when a connection was opened, so one can live up to about twice
+//!   `max_lifetime`, 30 minutes by default);
 //! - a connection that met an unreachable database ([`is_unavailable`]) is closed, not reused.
 
 use crate::{PING_AFTER_IDLE, is_unavailable};
@@ -36,21 +38,19 @@ impl KeptConnection {
     /// Afterwards say how the use went: [`KeptConnection::record`].
     pub async fn get(&mut self, pool: &PgPool) -> Result<&mut PgConnection, sqlx::Error> {
         let lifetime = pool.options().get_max_lifetime();
-        let held = match self.held.take() {
-            Some(held)
-                if held.used.elapsed() < PING_AFTER_IDLE
-                    && lifetime.is_none_or(|l| held.checked_out.elapsed() < l) =>
+        if let Some(held) = self.held.take() {
+            if held.used.elapsed() < PING_AFTER_IDLE
+                && lifetime.is_none_or(|l| held.checked_out.elapsed() < l)
             {
-                self.held.insert(held)
+                return Ok(&mut self.held.insert(held).conn);
             }
-            // Anything kept is dropped here: back to the pool, or closed past its lifetime.
-            _ => {
-                let conn = pool.acquire().await?;
-                let now = Instant::now();
-                self.held.insert(Held { conn, checked_out: now, used: now })
-            }
-        };
-        Ok(&mut held.conn)
+            // Back to the pool (or closed, past its lifetime) before taking another: with a
+            // full pool, holding it while waiting would wait for ourselves.
+            drop(held);
+        }
+        let conn = pool.acquire().await?;
+        let now = Instant::now();
+        Ok(&mut self.held.insert(Held { conn, checked_out: now, used: now }).conn)
     }
 
     /// Records a use that ended with `result`: an unreachable database closes the connection

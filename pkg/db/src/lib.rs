@@ -1,5 +1,7 @@
 //! PostgreSQL for the services: a pool built from typed settings (never a URL glued from strings),
-//! creating the service's database when asked, and isolated databases for tests.
+//! creating the service's database when asked, isolated databases for tests, a connection kept
+//! by a busy task ([`KeptConnection`]), and the loop that trims expired rows beside a service
+//! ([`Pruning`], which is why this crate knows the shutdown signal).
 
 mod kept;
 mod prune;

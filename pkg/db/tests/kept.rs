@@ -1,19 +1,24 @@
 //! A kept connection against the local stack's PostgreSQL (`make up`): the same backend serves
 //! uses within a second; an idle one goes back to the pool; one held past the pool's
-//! `max_lifetime` is renewed; one that met a terminated backend is closed, not reused.
+//! `max_lifetime` is renewed, even when it is the pool's only one; one that met a terminated
+//! backend is closed, not reused. Each test has a database of its own.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic: that is its failure report
 
-use cruncan_db::{KeptConnection, PING_AFTER_IDLE};
+use cruncan_db::{DatabaseSettings, KeptConnection, PING_AFTER_IDLE};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use std::time::Duration;
 
-fn pool(max_lifetime: Option<Duration>) -> PgPool {
-    let base = cruncan_db::local_test_settings().unwrap();
+async fn database() -> DatabaseSettings {
+    cruncan_db::create_test_database(&cruncan_db::local_test_settings().unwrap()).await.unwrap()
+}
+
+fn pool(db: &DatabaseSettings, max_connections: u32, max_lifetime: Option<Duration>) -> PgPool {
     PgPoolOptions::new()
-        .max_connections(2)
+        .max_connections(max_connections)
         .max_lifetime(max_lifetime)
-        .connect_lazy_with(base.connect_options())
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(db.connect_options())
 }
 
 /// The backend (server process) serving the kept connection, recording the use.
@@ -36,7 +41,7 @@ async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn uses_within_a_second_share_one_backend_and_an_idle_connection_goes_back() {
-    let pool = pool(None);
+    let pool = pool(&database().await, 2, None);
     let mut kept = KeptConnection::default();
     let first = backend(&mut kept, &pool).await.unwrap();
     for _ in 0..5 {
@@ -55,8 +60,10 @@ async fn uses_within_a_second_share_one_backend_and_an_idle_connection_goes_back
 }
 
 #[tokio::test]
-async fn a_connection_held_past_the_pools_lifetime_is_renewed() {
-    let pool = pool(Some(Duration::from_millis(300)));
+async fn a_connection_held_past_the_pools_lifetime_is_renewed_even_in_a_pool_of_one() {
+    // A pool of one: the old connection must go back before the new one is taken, or taking it
+    // waits for itself until the acquire timeout.
+    let pool = pool(&database().await, 1, Some(Duration::from_millis(300)));
     let mut kept = KeptConnection::default();
     let first = backend(&mut kept, &pool).await.unwrap();
     // Used every 100 ms, so never idle, but held longer than the 300 ms lifetime.
@@ -71,10 +78,11 @@ async fn a_connection_held_past_the_pools_lifetime_is_renewed() {
 
 #[tokio::test]
 async fn a_connection_whose_backend_died_is_closed_and_the_next_use_gets_a_new_one() {
-    let pool = pool(None);
+    let db = database().await;
+    let pool = pool(&db, 2, None);
     let mut kept = KeptConnection::default();
     let first = backend(&mut kept, &pool).await.unwrap();
-    let admin = self::pool(None);
+    let admin = self::pool(&db, 1, None);
     let killed: bool =
         sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(first).fetch_one(&admin).await.unwrap();
     assert!(killed);

@@ -218,6 +218,9 @@ impl Relay {
                 }
                 Err(_) => {
                     tracing::warn!(table = %self.table, "outbox drain deadline passed; pending rows stay for the next start");
+                    // The cut-off round's transaction is still open on the kept connection: hand
+                    // it back, which rolls it back and frees its rows for the next relay.
+                    self.kept.lock().await.release();
                     return;
                 }
             }
@@ -254,8 +257,11 @@ impl Relay {
             Err(e) if e.downcast_ref::<sqlx::Error>().is_some_and(cruncan_db::is_unavailable) => {
                 kept.discard()
             }
+            // A failed round may leave its transaction open on the connection (sqlx sends the
+            // ROLLBACK with the next use); handing it back sends it now, and frees the row locks.
+            Err(_) => kept.release(),
             Ok(c) if c.acked.is_empty() && c.error.is_none() => kept.release(), // nothing pending
-            _ => kept.used(),
+            Ok(_) => kept.used(),
         }
         drop(kept);
         let claimed = claimed?;

@@ -1,7 +1,9 @@
 //! Each participant's inbox (`<schema>.inbox`) remembers the events it handled, so a redelivered
 //! event changes nothing. An event can only come back while Kafka still has it, so inbox rows are
-//! deleted once they are older than the inbox retention: longer than the topic's retention and
-//! than any redrive of dead letters (a row deleted earlier lets its event act twice).
+//! deleted once they are older than the inbox retention: longer than a record can stay in the
+//! topic (`retention.ms` + `segment.ms`, about 14 days with Kafka's defaults) and than any redrive
+//! of dead letters (a row deleted earlier lets its event act twice; the steps' own idempotency
+//! keys still stop a second charge).
 
 use anyhow::Context as _;
 use cruncan_db::Pruning;
@@ -9,8 +11,8 @@ use cruncan_shutdown::Shutdown;
 use sqlx::PgPool;
 use std::time::Duration;
 
-/// 8 days: one more than Kafka's default topic retention.
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(8 * 24 * 3600);
+/// 15 days: longer than a record can stay in a topic with Kafka's defaults.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(15 * 24 * 3600);
 
 /// Rows deleted per statement at most.
 const CHUNK: i64 = 5_000;

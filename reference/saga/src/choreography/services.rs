@@ -28,7 +28,7 @@ pub struct ChoreographyConfig {
     /// The four outbox relays (`OutboxSettings::default()`: 100 rows a round, a day of retention).
     pub outbox: cruncan_outbox::OutboxSettings,
     /// Inbox rows are deleted this long after they were received ([`super::inbox`];
-    /// `inbox::DEFAULT_RETENTION`: 8 days).
+    /// `inbox::DEFAULT_RETENTION`: 15 days).
     pub inbox_retention: Duration,
 }
 
@@ -307,13 +307,18 @@ impl Choreography {
             let stop = shutdown.clone();
             consumers.spawn(async move { consumer.run(Arc::new(reactor), stop).await });
         }
+        // The first consumer failure is returned, but only after the relays drained.
+        let mut failed = Ok(());
         while let Some(done) = consumers.join_next().await {
-            done.context("choreography consumer panicked")??;
+            if let Err(e) = done.context("choreography consumer panicked").and_then(|r| r) {
+                shutdown.trigger();
+                failed = failed.and(Err(e));
+            }
         }
         relays_stop.trigger();
         while let Some(done) = relays.join_next().await {
             done.context("choreography outbox relay or inbox retention panicked")?;
         }
-        Ok(())
+        failed
     }
 }
