@@ -173,13 +173,9 @@ impl Settings {
 mod tests {
     use super::*;
 
-    fn load(overrides: &[(&str, &str)]) -> anyhow::Result<Settings> {
-        let mut sources = Sources::new(cruncan_config::crate_dir!().join("config"), "local");
-        sources.env = Some(Default::default());
-        for (k, v) in overrides {
-            sources = sources.override_with(k, Some(v));
-        }
-        cruncan_config::load(&sources)
+    fn load(env: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let dir = cruncan_config::crate_dir!().join("config");
+        cruncan_config::load_with_env(dir.to_str().unwrap(), "local", env)
     }
 
     #[test]
@@ -188,9 +184,9 @@ mod tests {
         assert_eq!(settings.dedup.retention, Duration::from_secs(15 * 24 * 3600));
         settings.validate().unwrap();
         for tiny in ["0s", "30s"] {
-            let err = load(&[("dedup.retention", tiny)]).unwrap().validate().unwrap_err();
+            let err = load(&[("APP_DEDUP__RETENTION", tiny)]).unwrap().validate().unwrap_err();
             assert!(format!("{err}").contains("dedup.retention"), "{err}");
         }
-        load(&[("dedup.retention", "1m")]).unwrap().validate().unwrap();
+        load(&[("APP_DEDUP__RETENTION", "1m")]).unwrap().validate().unwrap();
     }
 }
