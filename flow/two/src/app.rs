@@ -104,10 +104,13 @@ impl App {
         tracing::info!(%addr, "service two consuming; admin server listening");
         let admin_stop = Shutdown::new();
         let admin = tokio::spawn(cruncan_http::serve(self.admin, self.router, admin_stop.clone()));
+        // Its own stop: the consumer can also end on an error, without any shutdown.
+        let pruner_stop = shutdown.child();
         let pruner =
-            tokio::spawn(crate::retention::run(self.pool.clone(), self.dedup_retention, shutdown.clone()));
+            tokio::spawn(crate::retention::run(self.pool.clone(), self.dedup_retention, pruner_stop.clone()));
         let consumed = self.consumer.run(self.handler, shutdown).await;
-        // It stops at the shutdown too, at the latest after the statement it is running.
+        // It stops at the latest after the statement it is running.
+        pruner_stop.trigger();
         if let Err(e) = pruner.await {
             tracing::error!(error = %e, "processed-id retention task failed");
         }

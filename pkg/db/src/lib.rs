@@ -176,7 +176,7 @@ pub struct TableScans {
 }
 
 // ANCHOR: table_scans
-/// How `table` has been read so far, once at least `index_scans` index scans show or `within`
+/// How `table` (`schema.table`, or a table in `public`) has been read so far, once at least `index_scans` index scans show or `within`
 /// passes. A backend reports its counts when it has been idle a moment or when it ends, so a test
 /// closes the connections it measures first. For tests that prove a query keeps using its index.
 pub async fn table_scans(
@@ -187,11 +187,14 @@ pub async fn table_scans(
 ) -> anyhow::Result<TableScans> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
+        // `schema.table`, or a table of the search path's first schema (`public`).
+        let (schema, name) = table.split_once('.').unwrap_or(("public", table));
         let (seq_rows_read, seen): (i64, i64) = sqlx::query_as(
             "SELECT coalesce(seq_tup_read, 0), coalesce(idx_scan, 0)
-             FROM pg_stat_user_tables WHERE relname = $1",
+             FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = $2",
         )
-        .bind(table)
+        .bind(schema)
+        .bind(name)
         .fetch_one(pool)
         .await
         .with_context(|| format!("reading the scan statistics of {table}"))?;

@@ -70,6 +70,16 @@ impl Id {
         (self.0 & MAX_SEQUENCE) as u8
     }
 
+    /// The smallest id that can be made at `timestamp_ms` (milliseconds since the Unix epoch):
+    /// every id made earlier is smaller, every id made at or after it is not. `None` outside the
+    /// 41-bit time range.
+    pub const fn first_at(timestamp_ms: u64) -> Option<Self> {
+        match timestamp_ms.checked_sub(EPOCH_MS) {
+            Some(elapsed) if elapsed < (1 << TIME_BITS) => Some(Self(elapsed << (NODE_BITS + SEQUENCE_BITS))),
+            _ => None,
+        }
+    }
+
     fn compose(elapsed_ms: u64, node: u16, sequence: u64) -> Self {
         Self((elapsed_ms << (NODE_BITS + SEQUENCE_BITS)) | (u64::from(node) << SEQUENCE_BITS) | sequence)
     }

@@ -179,3 +179,15 @@ async fn clock_before_epoch_is_an_error() {
     let g = Generator::with_clock(1, ManualClock::at(EPOCH_MS - 1));
     assert_eq!(g.next_id().await, Err(IdError::ClockOutOfRange));
 }
+
+#[test]
+fn the_first_id_at_a_time_is_above_every_earlier_id_and_at_most_every_later_one() {
+    let t = EPOCH_MS + 5_000_000;
+    let first = Id::first_at(t).unwrap();
+    assert_eq!(first.timestamp_ms(), t);
+    assert!(Id::compose(4_999_999, u16::MAX, MAX_SEQUENCE) < first);
+    assert!(first <= Id::compose(5_000_000, 0, 0));
+    assert!(first.to_string() < Id::compose(5_000_000, 7, 3).to_string(), "as strings too");
+    assert_eq!(Id::first_at(EPOCH_MS - 1), None);
+    assert_eq!(Id::first_at(EPOCH_MS + (1 << TIME_BITS)), None);
+}

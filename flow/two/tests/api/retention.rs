@@ -1,12 +1,12 @@
-//! Processed ids past `dedup.retention` are deleted in chunks, each statement looking only at the
-//! smallest ids (Snowflake ids sort by time), so it reads the same few rows on any table size; the
-//! running service does it on its own.
+//! Processed ids past `dedup.retention` are deleted by a walk over the primary key below the first
+//! id of the cutoff time (Snowflake ids sort by time): it steps over ids processed late, never
+//! reads the young part of the table, and the running service does it on its own.
 
 use crate::helpers::{mount_token, spawn_two, wait_calls, wait_until};
 use cruncan_db::{create_test_database, local_test_settings, table_scans};
 use sqlx::PgPool;
 use std::time::Duration;
-use two::retention::delete_expired;
+use two::retention::{delete_expired, first_id_since};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -18,7 +18,8 @@ async fn migrated_database() -> PgPool {
     pool
 }
 
-/// Adds ids `from` ..= `to` (20-digit, zero-padded, as Snowflake ids are), processed `age` ago.
+/// Adds ids `from` ..= `to` (20 digits, zero-padded, as Snowflake ids are written), processed
+/// `age` ago. Small numbers are ids made in 2010, far below any cutoff.
 async fn add_ids(pool: &PgPool, (from, to): (i64, i64), age: Duration) {
     sqlx::query(
         "INSERT INTO processed_request (request_id, third_party_status, processed_at)
@@ -40,31 +41,45 @@ async fn ids_left(pool: &PgPool) -> Vec<i64> {
         .unwrap()
 }
 
-#[tokio::test]
-async fn expired_ids_are_deleted_in_chunks_of_the_smallest_and_young_ones_stay() {
-    let pool = migrated_database().await;
-    // Ids 1-23 expired, except id 10, processed late (a redrive); ids 24-30 young.
-    add_ids(&pool, (1, 9), 2 * HOUR).await;
-    add_ids(&pool, (10, 10), Duration::from_secs(60)).await;
-    add_ids(&pool, (11, 23), 2 * HOUR).await;
-    add_ids(&pool, (24, 30), Duration::from_secs(60)).await;
-
-    // Seven smallest at a time: 1-7 all go; 8-14 without 10; 10 and 15-20 without 10; 10 and
-    // 21-26: 21-23; then only young ones.
-    let mut chunks = Vec::new();
-    while let n @ 1.. = delete_expired(&pool, HOUR, 7).await.unwrap() {
-        chunks.push(n);
+/// Walks windows of `window` ids from the smallest until the walk's end; the deletions of each.
+async fn walk(pool: &PgPool, window: i64) -> Vec<u64> {
+    let (below, mut after, mut deleted) = (first_id_since(HOUR).unwrap(), String::new(), Vec::new());
+    loop {
+        let w = delete_expired(pool, HOUR, &after, &below, window).await.unwrap();
+        match w.last {
+            Some(last) => {
+                deleted.push(w.deleted);
+                after = last;
+            }
+            None => return deleted,
+        }
     }
-
-    assert_eq!(chunks, [7, 6, 6, 3]);
-    assert_eq!(ids_left(&pool).await, [10, 24, 25, 26, 27, 28, 29, 30], "young ids stay, wherever they are");
 }
 
 #[tokio::test]
-async fn deleting_expired_ids_walks_the_primary_key_not_the_table() {
+async fn the_walk_deletes_expired_ids_and_steps_over_ids_processed_late() {
+    let pool = migrated_database().await;
+    // Ids 1-7 and 10 were processed late (young), the rest of 1-23 long ago; 24-26 late too.
+    add_ids(&pool, (1, 7), Duration::from_secs(60)).await;
+    add_ids(&pool, (8, 9), 2 * HOUR).await;
+    add_ids(&pool, (10, 10), Duration::from_secs(60)).await;
+    add_ids(&pool, (11, 23), 2 * HOUR).await;
+    add_ids(&pool, (24, 26), Duration::from_secs(60)).await;
+
+    // Windows of seven: 1-7 (all young: nothing, but the walk goes on), 8-14 (6), 15-21 (7),
+    // 22-26 (2), then the end.
+    assert_eq!(walk(&pool, 7).await, [0, 6, 7, 2]);
+    assert_eq!(ids_left(&pool).await, [1, 2, 3, 4, 5, 6, 7, 10, 24, 25, 26], "young ids stay");
+    assert_eq!(walk(&pool, 7).await, [0, 0], "a second pass finds nothing more");
+}
+
+#[tokio::test]
+async fn the_walk_reads_the_expired_ids_by_primary_key_never_the_young_ones() {
     let pool = migrated_database().await;
     add_ids(&pool, (1, 1_000), 2 * HOUR).await;
-    add_ids(&pool, (1_001, 51_000), Duration::from_secs(60)).await;
+    // 50,000 ids made a minute ago: above the cutoff's first id, so the walk never reads them.
+    let recent: i64 = first_id_since(Duration::from_secs(60)).unwrap().parse().unwrap();
+    add_ids(&pool, (recent, recent + 49_999), Duration::from_secs(60)).await;
     // The deleting connection alone, closed before the statistics are read (a backend reports
     // them when it ends).
     let deleter = sqlx::postgres::PgPoolOptions::new()
@@ -72,13 +87,11 @@ async fn deleting_expired_ids_walks_the_primary_key_not_the_table() {
         .connect_with((*pool.connect_options()).clone())
         .await
         .unwrap();
-    let mut deleted = 0;
-    while let n @ 1.. = delete_expired(&deleter, HOUR, 100).await.unwrap() {
-        deleted += n;
-    }
+    let deleted = walk(&deleter, 100).await;
     deleter.close().await;
 
-    assert_eq!(deleted, 1_000);
+    assert_eq!(deleted, vec![100; 10]);
+    assert_eq!(ids_left(&pool).await.len(), 50_000);
     let scans = table_scans(&pool, "processed_request", 11, Duration::from_secs(15)).await.unwrap();
     assert!(scans.index_scans >= 11, "the statistics came in: {} index scans", scans.index_scans);
     // One sequential scan reads 51,000 rows; eleven statements scanning, over 500,000.

@@ -260,13 +260,14 @@ impl Choreography {
 
     /// Runs the four consumers, the four outbox relays and the four inboxes' retention until
     /// `shutdown`. The relays stop after the consumers, and drain what the consumers' last
-    /// handlers wrote.
+    /// handlers wrote. If a consumer fails, the other consumers are stopped (not `shutdown`,
+    /// which is the caller's), the relays drain, and the first error is returned.
     pub async fn run(&self, shutdown: Shutdown) -> anyhow::Result<()> {
         let cfg = &self.cfg;
         cruncan_kafka::ensure_topic(&cfg.brokers, &cfg.topic, cfg.partitions, 1).await?;
         cruncan_kafka::ensure_topic(&cfg.brokers, &format!("{}.dlq", cfg.topic), 1, 1).await?;
         let (mut consumers, mut relays) = (tokio::task::JoinSet::new(), tokio::task::JoinSet::new());
-        let relays_stop = Shutdown::new();
+        let (consumers_stop, relays_stop) = (shutdown.child(), Shutdown::new());
         for role in Role::ALL {
             let waker = self.wakers[role.index()].clone();
             let relay = outbox::relay(
@@ -304,14 +305,14 @@ impl Choreography {
                 waker,
                 locals: Arc::clone(&self.locals),
             };
-            let stop = shutdown.clone();
+            let stop = consumers_stop.clone();
             consumers.spawn(async move { consumer.run(Arc::new(reactor), stop).await });
         }
         // The first consumer failure is returned, but only after the relays drained.
         let mut failed = Ok(());
         while let Some(done) = consumers.join_next().await {
             if let Err(e) = done.context("choreography consumer panicked").and_then(|r| r) {
-                shutdown.trigger();
+                consumers_stop.trigger();
                 failed = failed.and(Err(e));
             }
         }

@@ -263,3 +263,41 @@ async fn inboxes_and_outboxes_forget_a_finished_saga_after_their_retention() {
     .await;
     assert_eq!(order_status(&pool, saga.order_id).await.as_deref(), Some("confirmed"), "the order stays");
 }
+
+#[tokio::test]
+async fn an_inbox_deletes_its_oldest_expired_rows_through_its_index_and_keeps_young_ones() {
+    let pool = test_db().await;
+    let add = |n: i32, age_s: f64| {
+        sqlx::query(
+            "INSERT INTO payments.inbox (event_id, event_type, received_at)
+             SELECT gen_random_uuid(), 'PaymentProcessed', now() - make_interval(secs => $2)
+             FROM generate_series(1, $1)",
+        )
+        .bind(n)
+        .bind(age_s)
+        .execute(&pool)
+    };
+    add(20_000, 60.0).await.unwrap(); // young
+    add(1_000, 7_200.0).await.unwrap(); // two hours old
+    let deleter = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let hour = Duration::from_secs(3600);
+    let mut chunks = Vec::new();
+    while let n @ 1.. =
+        saga::choreography::inbox::delete_expired(&deleter, "payments", hour, 300).await.unwrap()
+    {
+        chunks.push(n);
+    }
+    deleter.close().await;
+
+    assert_eq!(chunks, [300, 300, 300, 100]);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM payments.inbox").fetch_one(&pool).await.unwrap();
+    assert_eq!(left, 20_000, "the young rows stay");
+    let scans = cruncan_db::table_scans(&pool, "payments.inbox", 5, Duration::from_secs(15)).await.unwrap();
+    assert!(scans.index_scans >= 5, "the statistics came in: {} index scans", scans.index_scans);
+    // Five statements scanning the inbox would read over 100,000 rows.
+    assert!(scans.seq_rows_read < 10_000, "{} rows read by sequential scans", scans.seq_rows_read);
+}
