@@ -8,6 +8,7 @@
 //! never skips one.
 
 use crate::breaker::{Breaker, BreakerSettings, BreakerState};
+use crate::close::CloseOffRuntime;
 use crate::handler::{Handler, Message};
 use crate::lane::{Lane, lane_of};
 use crate::metrics::{Lag, Metrics};
@@ -26,6 +27,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// How long a stopping consumer waits to leave its group ([`CloseOffRuntime`]).
+const CLOSE_WITHIN: Duration = Duration::from_secs(10);
 
 // ANCHOR: consumer_settings
 /// Consumer settings: the `consumer:` section of a service's Kafka config. Durations are
@@ -137,7 +141,7 @@ impl ConsumerContext for Ctx {
 /// The group consumer. Build it, then [`Consumer::run`] it with a handler until shutdown.
 pub struct Consumer {
     settings: ConsumerSettings,
-    inner: Arc<StreamConsumer<Ctx>>,
+    inner: CloseOffRuntime<StreamConsumer<Ctx>>,
     offsets: OffsetTracker,
     dead_letters: Producer,
     metrics: Arc<Metrics>,
@@ -181,7 +185,7 @@ impl Consumer {
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         inner.subscribe(&topics).with_context(|| format!("subscribing to {topics:?}"))?;
         let metrics = Arc::new(Metrics::new(lag, settings.group_id.clone(), breaker.clone()));
-        Ok(Self { settings, inner: Arc::new(inner), offsets, dead_letters, metrics, breaker })
+        Ok(Self { settings, inner: CloseOffRuntime::new(inner), offsets, dead_letters, metrics, breaker })
     }
     // ANCHOR_END: consumer_new
 
@@ -272,9 +276,15 @@ impl Consumer {
         lanes_stop.trigger();
         drop(senders);
         let drained =
-            tokio::time::timeout(self.settings.drain_timeout, futures::future::join_all(lanes)).await;
+            tokio::time::timeout(self.settings.drain_timeout, futures::future::join_all(lanes.iter_mut()))
+                .await;
         if drained.is_err() {
             tracing::warn!(timeout = ?self.settings.drain_timeout, "drain deadline passed; unfinished messages will be redelivered");
+            // Their clones of the consumer must go before it is closed (below).
+            for lane in &lanes {
+                lane.abort();
+            }
+            futures::future::join_all(lanes).await;
         }
         let consumer = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || match consumer.commit_consumer_state(CommitMode::Sync) {
@@ -284,6 +294,11 @@ impl Consumer {
         })
         .await
         .context("final commit task")?;
+        // Leave the group now, so the next member need not wait out a session timeout; but not
+        // for ever (see `close`).
+        if !self.inner.close(CLOSE_WITHIN).await {
+            tracing::error!(within = ?CLOSE_WITHIN, "the Kafka consumer did not close in time; leaving it to the process's exit");
+        }
         Ok(())
     }
     // ANCHOR_END: consumer_run

@@ -13,6 +13,7 @@
 //! brokers and topics are the service's, passed beside them.
 
 mod breaker;
+mod close;
 mod consumer;
 mod handler;
 mod headers;

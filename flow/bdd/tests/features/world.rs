@@ -230,21 +230,42 @@ impl FlowWorld {
     async fn where_stuck(&self, missing: &[&String]) -> String {
         let Some(one) = &self.one else { return "service one is not running".into() };
         let missing: Vec<String> = missing.iter().map(|id| (*id).clone()).collect();
-        let row: Result<(i64, i64, Option<i32>, Option<String>), _> = sqlx::query_as(
+        /// Unsent, sent, most attempts, last error, seconds since the last was sent.
+        type Outbox = (i64, i64, Option<i32>, Option<String>, Option<f64>);
+        let row: Result<Outbox, _> = sqlx::query_as(
             "SELECT count(*) FILTER (WHERE sent_at IS NULL), count(*) FILTER (WHERE sent_at IS NOT NULL),
-                    max(attempts), max(last_error)
+                    max(attempts), max(last_error), extract(epoch FROM now() - max(sent_at))::float8
              FROM outbox WHERE key = ANY($1)",
         )
         .bind(&missing)
         .fetch_one(&one.pool)
         .await;
-        match row {
-            Ok((unsent, sent, attempts, error)) => format!(
+        let mut report = match row {
+            Ok((unsent, sent, attempts, error, last_sent)) => format!(
                 "of those, {unsent} are unsent in one's outbox (most attempts {attempts:?}, last error {error:?}) \
-                 and {sent} were published (so two or the stub has them)"
+                 and {sent} were published, the last {last_sent:.1?} s ago"
             ),
             Err(e) => format!("one's outbox could not be read: {e}"),
+        };
+        if let Some(two) = &self.two {
+            // Did two get them (recorded as delivered: then the stub lost them), and how far did
+            // its consumer group commit?
+            let pool = two.settings.database.lazy_pool();
+            let processed: Result<i64, _> =
+                sqlx::query_scalar("SELECT count(*) FROM processed_request WHERE request_id = ANY($1)")
+                    .bind(&missing)
+                    .fetch_one(&pool)
+                    .await;
+            pool.close().await;
+            let k = &two.settings.kafka;
+            let committed: Vec<Option<i64>> = (0..k.partitions)
+                .map(|p| cruncan_testkit::committed_offset(&k.consumer.group_id, &k.topic, p))
+                .collect();
+            report.push_str(&format!(
+                "; two recorded {processed:?} of them as delivered; its group's committed offsets per partition: {committed:?}"
+            ));
         }
+        report
     }
 
     pub(crate) async fn count(&self, sql: &'static str, id: Option<&str>) -> i64 {
