@@ -219,7 +219,8 @@ impl Consumer {
 
     // ANCHOR: consumer_run
     /// Polls and dispatches until `shutdown` fires, then lets each lane finish the message it is
-    /// handling (queued ones are left for the next owner), stores their offsets and commits.
+    /// handling (queued ones are left for the next owner), stores their offsets, commits and
+    /// leaves the group. A lane that stops by itself ends the run the same way, with its error.
     pub async fn run<H: Handler>(self, handler: Arc<H>, shutdown: Shutdown) -> anyhow::Result<()> {
         let lanes_stop = Shutdown::new();
         let mut lanes = Vec::with_capacity(self.settings.concurrency);
@@ -241,6 +242,8 @@ impl Consumer {
         }
 
         let mut breaker_state = self.breaker.subscribe();
+        // A lane that stopped by itself ends the run too, through the same drain and close.
+        let mut failed = None;
         loop {
             let received = tokio::select! {
                 biased;
@@ -267,7 +270,8 @@ impl Consumer {
                 biased;
                 () = shutdown.wait() => break,
                 sent = senders[lane].send(msg) => if sent.is_err() {
-                    anyhow::bail!("consumer lane {lane} stopped unexpectedly");
+                    failed = Some(anyhow::anyhow!("consumer lane {lane} stopped unexpectedly"));
+                    break;
                 },
             }
         }
@@ -299,7 +303,7 @@ impl Consumer {
         if !self.inner.close(CLOSE_WITHIN).await {
             tracing::error!(within = ?CLOSE_WITHIN, "the Kafka consumer did not close in time; leaving it to the process's exit");
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
     // ANCHOR_END: consumer_run
 }
