@@ -97,8 +97,8 @@ async fn run_batches(pool: PgPool, mut queue: mpsc::Receiver<Job>) {
         if !marks.is_empty() {
             let ids: Vec<&str> = marks.iter().map(|(id, _, _)| id.as_str()).collect();
             let statuses: Vec<i32> = marks.iter().map(|(_, s, _)| *s).collect();
-            let done = match kept.get(&pool).await {
-                Ok(conn) => {
+            let done = kept
+                .run(&pool, async |conn| {
                     sqlx::query(
                         "INSERT INTO processed_request (request_id, third_party_status)
                          SELECT * FROM unnest($1::text[], $2::int[]) ON CONFLICT DO NOTHING",
@@ -107,29 +107,25 @@ async fn run_batches(pool: PgPool, mut queue: mpsc::Receiver<Job>) {
                     .bind(&statuses)
                     .execute(conn)
                     .await
-                }
-                Err(e) => Err(e),
-            };
-            kept.record(&done);
-            let done = done.map(|_| ()).map_err(|e| format!("recording processed ids: {e}"));
+                })
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("recording processed ids: {e}"));
             for (_, _, reply) in marks {
                 let _ = reply.send(done.clone());
             }
         }
         if !checks.is_empty() {
             let ids: Vec<&str> = checks.iter().map(|(id, _)| id.as_str()).collect();
-            let found: Result<Vec<String>, sqlx::Error> = match kept.get(&pool).await {
-                Ok(conn) => {
+            let found: Result<std::collections::HashSet<String>, String> = kept
+                .run(&pool, async |conn| {
                     sqlx::query_scalar("SELECT request_id FROM processed_request WHERE request_id = ANY($1)")
                         .persistent(false)
                         .bind(&ids)
                         .fetch_all(conn)
                         .await
-                }
-                Err(e) => Err(e),
-            };
-            kept.record(&found);
-            let found: Result<std::collections::HashSet<String>, String> = found
+                })
+                .await
                 .map(|found| found.into_iter().collect())
                 .map_err(|e| format!("reading processed ids: {e}"));
             for (id, reply) in checks {

@@ -53,6 +53,21 @@ impl KeptConnection {
         Ok(&mut self.held.insert(Held { conn, checked_out: now, used: now }).conn)
     }
 
+    /// Runs `f` on the kept connection (taking one from `pool` when needed, see
+    /// [`KeptConnection::get`]) and records how it went ([`KeptConnection::record`]).
+    pub async fn run<T>(
+        &mut self,
+        pool: &PgPool,
+        f: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let result = match self.get(pool).await {
+            Ok(conn) => f(conn).await,
+            Err(e) => Err(e),
+        };
+        self.record(&result);
+        result
+    }
+
     /// Records a use that ended with `result`: an unreachable database closes the connection
     /// (it may be broken), anything else keeps it as just used.
     pub fn record<T>(&mut self, result: &Result<T, sqlx::Error>) {

@@ -23,10 +23,7 @@ fn pool(db: &DatabaseSettings, max_connections: u32, max_lifetime: Option<Durati
 
 /// The backend (server process) serving the kept connection, recording the use.
 async fn backend(kept: &mut KeptConnection, pool: &PgPool) -> Result<i32, sqlx::Error> {
-    let conn = kept.get(pool).await?;
-    let pid = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(conn).await;
-    kept.record(&pid);
-    pid
+    kept.run(pool, async |conn| sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(conn).await).await
 }
 
 async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
